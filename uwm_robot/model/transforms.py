@@ -1,0 +1,42 @@
+"""Image preprocessing identical to the official VideoTransform (minus torchvision).
+
+uint8 (B, T, H, W, 3) -> float (B, 3, T, crop_h, crop_w) in [0, 1]: scale to [0, 1], bilinear
+antialiased resize (what torchvision's tensor Resize does), then a center crop in eval or a random
+crop (shared by the whole batch, like torchvision's RandomCrop on a batch) in training.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def resize(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    if tuple(images.shape[-2:]) == tuple(size):
+        return images
+    return F.interpolate(images, size=tuple(size), mode="bilinear", align_corners=False, antialias=True)
+
+
+def center_crop_offsets(hw: tuple[int, int], crop: tuple[int, int]) -> tuple[int, int]:
+    # torchvision rounds the centred offset half-to-even via int(round(...)).
+    return int(round((hw[0] - crop[0]) / 2.0)), int(round((hw[1] - crop[1]) / 2.0))
+
+
+def video_transform(
+    frames: torch.Tensor,
+    resize_shape: tuple[int, int],
+    crop_shape: tuple[int, int],
+    train: bool = False,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    b, t = frames.shape[:2]
+    x = frames.reshape(b * t, *frames.shape[2:]).permute(0, 3, 1, 2).float().div(255.0)
+    x = resize(x, resize_shape)
+    h, w = x.shape[-2:]
+    if train:
+        top = int(torch.randint(0, h - crop_shape[0] + 1, (1,), generator=generator))
+        left = int(torch.randint(0, w - crop_shape[1] + 1, (1,), generator=generator))
+    else:
+        top, left = center_crop_offsets((h, w), crop_shape)
+    x = x[..., top : top + crop_shape[0], left : left + crop_shape[1]]
+    return x.reshape(b, t, 3, *crop_shape).transpose(1, 2)
