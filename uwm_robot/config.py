@@ -178,9 +178,21 @@ class ModelConfig:
 
     @classmethod
     def from_official_hydra(cls, cfg: dict[str, Any], source: str = "config.yaml") -> "ModelConfig":
-        """Map the official run's resolved hydra config (model + dataset sections) onto ours."""
+        """Map the official run's hydra config (model + dataset sections) onto ours.
+
+        The run's `config.yaml` keeps interpolations such as `${obs_num_frames}`; omegaconf
+        resolves them (only in the sections read, so hydra-only resolvers are never touched).
+        """
+        from omegaconf import OmegaConf
+        from omegaconf.errors import OmegaConfBaseException
+
         try:
-            model = cfg["model"]
+            root = OmegaConf.create(cfg)
+            model = OmegaConf.to_container(root.model, resolve=True)
+            cfg = {"model": model, "dataset": OmegaConf.to_container(root.dataset, resolve=True)}
+        except (KeyError, OmegaConfBaseException) as e:
+            raise ConfigError(f"{source}: cannot resolve the official hydra config: {e}") from e
+        try:
             enc = model["obs_encoder"]
             obs_meta = cfg["dataset"]["shape_meta"]["obs"]
             rgb = sorted(k for k, v in obs_meta.items() if v.get("type") == "rgb")

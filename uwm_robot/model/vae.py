@@ -66,3 +66,33 @@ class LatentVAE(nn.Module):
             z = (chunk * self.scale + self.shift) / self.scaling_factor
             out.append((self.vae.decode(z).sample + 1.0) / 2.0)
         return torch.cat(out)
+
+
+def vae_config_from_state_dict(state_dict: dict, prefix: str = "obs_encoder.vae.", base: VAEConfig | None = None) -> VAEConfig:
+    """Read the VAE's widths and depth off its weights (official configs don't record them).
+
+    Real checkpoints carry the full SDXL VAE; small test checkpoints a narrower one with the same
+    key names. Shift/scale come from the checkpoint's buffers.
+    """
+    import dataclasses
+
+    base = base or VAEConfig()
+    enc = prefix + "vae.encoder.down_blocks."
+    widths, i = [], 0
+    while f"{enc}{i}.resnets.0.conv1.weight" in state_dict:
+        widths.append(int(state_dict[f"{enc}{i}.resnets.0.conv1.weight"].shape[0]))
+        i += 1
+    if not widths:
+        return base
+    layers = 0
+    while f"{enc}0.resnets.{layers}.conv1.weight" in state_dict:
+        layers += 1
+    latent = state_dict.get(prefix + "vae.quant_conv.weight")
+    changes = dict(block_out_channels=tuple(widths), layers_per_block=layers)
+    if latent is not None:
+        changes["latent_channels"] = int(latent.shape[0]) // 2
+    for name in ("shift", "scale"):
+        buf = state_dict.get(prefix + name)
+        if buf is not None and buf.numel() and bool((buf == buf.flatten()[0]).all()):
+            changes[name] = float(buf.flatten()[0])
+    return dataclasses.replace(base, **changes)
