@@ -1,0 +1,175 @@
+"""UWM's five sampling modes with a 10-step DDIM, on a plain and a fast path.
+
+Fixing one modality's timestep turns the one network into different models:
+
+| mode               | denoised        | held fixed                                   |
+|--------------------|-----------------|----------------------------------------------|
+| policy             | actions         | future latents: pure noise at the marginal t |
+| forward_dynamics   | future latents  | actions: clean (t = 0)                        |
+| inverse_dynamics   | actions         | future latents: VAE-encoded goal (t = 0)      |
+| video_prediction   | future latents  | actions: pure noise at the marginal t         |
+| joint              | both            | —                                             |
+
+Noise is drawn from a CPU `torch.Generator` in the official order, so a seed gives the official
+numbers on any device. The plain path calls the network and diffusers' `DDIMScheduler.step`
+exactly like the official code; the fast path (`fast_sampling.FastDenoiser`) computes the same
+thing with the observation part of the adaLN projections hoisted out of the loop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .model import UnifiedWorldModel
+from .model.uwm import Images
+
+MODES = ("policy", "forward_dynamics", "inverse_dynamics", "video_prediction", "joint")
+
+
+@dataclass(frozen=True)
+class DenoiseSpec:
+    """Which modalities one sampling run denoises, and the timestep of a held modality."""
+
+    denoise_action: bool
+    denoise_obs: bool
+    action_t: int | None = None  # used when actions are held
+    obs_t: int | None = None  # used when latents are held
+
+    def timestep_pairs(self, timesteps: list[int]) -> list[tuple[int, int]]:
+        return [
+            (t if self.denoise_action else self.action_t, t if self.denoise_obs else self.obs_t) for t in timesteps
+        ]
+
+
+def make_generator(seed: int | None) -> torch.Generator:
+    gen = torch.Generator()
+    if seed is None:
+        gen.seed()
+    else:
+        gen.manual_seed(int(seed))
+    return gen
+
+
+class Denoiser:
+    """The plain path: one network call and one `DDIMScheduler.step` per inference step."""
+
+    def __init__(self, model: UnifiedWorldModel):
+        self.model = model
+
+    def run(self, cond: torch.Tensor, action: torch.Tensor, latents: torch.Tensor, spec: DenoiseSpec):
+        sched = self.model.noise_scheduler
+        sched.set_timesteps(self.model.cfg.num_inference_steps)
+        for (at, ot), t in zip(spec.timestep_pairs(sched.timesteps.tolist()), sched.timesteps):
+            action_eps, obs_eps = self.model.noise_pred_net(cond, action, at, latents, ot)
+            if spec.denoise_obs:
+                latents = sched.step(obs_eps, t, latents).prev_sample
+            if spec.denoise_action:
+                action = sched.step(action_eps, t, action).prev_sample
+        return action, latents
+
+
+class UWMSampler:
+    """Runs the five modes of a `UnifiedWorldModel` (eval mode, no grad)."""
+
+    def __init__(self, model: UnifiedWorldModel, fast: bool = False, **fast_options):
+        self.model = model.eval()
+        self.cfg = model.cfg
+        if fast:
+            from .fast_sampling import FastDenoiser
+
+            self.denoiser = FastDenoiser(model, **fast_options)
+        else:
+            self.denoiser = Denoiser(model)
+
+    # ---- inputs -----------------------------------------------------------------------------
+    def as_images(self, images: dict[str, np.ndarray | torch.Tensor]) -> Images:
+        """uint8 (B, T, H, W, 3) per camera -> tensors on the model's device, shapes checked."""
+        out = {}
+        for name in self.cfg.cameras:
+            if name not in images:
+                raise KeyError(f"missing camera {name!r}; the model expects {list(self.cfg.cameras)}")
+            x = torch.as_tensor(images[name])
+            if x.dtype != torch.uint8 or x.ndim != 5 or x.shape[1] != self.cfg.n_obs_steps or x.shape[-1] != 3:
+                raise ValueError(
+                    f"camera {name!r}: expected uint8 (B, {self.cfg.n_obs_steps}, H, W, 3), "
+                    f"got {str(x.dtype).replace('torch.', '')} {tuple(x.shape)}"
+                )
+            out[name] = x.to(self.model.device)
+        return out
+
+    def _noise(self, shape: tuple[int, ...], gen: torch.Generator) -> torch.Tensor:
+        return torch.randn(shape, generator=gen).to(self.model.device)
+
+    def _shapes(self, batch: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        return (batch, self.cfg.action_len, self.cfg.action_dim), (batch, *self.cfg.latent_shape)
+
+    @staticmethod
+    def _batch(images: Images) -> int:
+        return next(iter(images.values())).shape[0]
+
+    # ---- the five modes (RNG draws in the official order) ------------------------------------
+    @torch.no_grad()
+    def policy(self, images, seed: int | None = None) -> torch.Tensor:
+        """p(a | o): normalised action chunk (B, action_len, action_dim)."""
+        images = self.as_images(images)
+        gen = make_generator(seed)
+        cond = self.model.obs_encoder.encode_curr_obs(images)
+        a_shape, o_shape = self._shapes(self._batch(images))
+        action, latents = self._noise(a_shape, gen), self._noise(o_shape, gen)
+        spec = DenoiseSpec(True, False, obs_t=self.cfg.marginal_timestep)
+        return self.denoiser.run(cond, action, latents, spec)[0]
+
+    @torch.no_grad()
+    def forward_dynamics(self, images, action: torch.Tensor, seed: int | None = None) -> torch.Tensor:
+        """p(o' | o, a): future latents (B, V, C, T, h, w) given a normalised action chunk."""
+        images = self.as_images(images)
+        gen = make_generator(seed)
+        cond = self.model.obs_encoder.encode_curr_obs(images)
+        a_shape, o_shape = self._shapes(self._batch(images))
+        action = torch.as_tensor(action, dtype=torch.float32).to(self.model.device)
+        if tuple(action.shape) != a_shape:
+            raise ValueError(f"action: expected shape {a_shape}, got {tuple(action.shape)}")
+        latents = self._noise(o_shape, gen)
+        return self.denoiser.run(cond, action, latents, DenoiseSpec(False, True, action_t=0))[1]
+
+    @torch.no_grad()
+    def inverse_dynamics(self, images, next_images, seed: int | None = None) -> torch.Tensor:
+        """p(a | o, o'): the normalised action chunk that leads from o to the goal frames o'."""
+        images, next_images = self.as_images(images), self.as_images(next_images)
+        gen = make_generator(seed)
+        cond, latents = self.model.obs_encoder.encode_curr_and_next_obs(images, next_images, generator=gen)
+        a_shape, _ = self._shapes(self._batch(images))
+        action = self._noise(a_shape, gen)
+        return self.denoiser.run(cond, action, latents, DenoiseSpec(True, False, obs_t=0))[0]
+
+    @torch.no_grad()
+    def video_prediction(self, images, seed: int | None = None) -> torch.Tensor:
+        """p(o' | o): future latents with the actions marginalised out."""
+        images = self.as_images(images)
+        gen = make_generator(seed)
+        cond = self.model.obs_encoder.encode_curr_obs(images)
+        a_shape, o_shape = self._shapes(self._batch(images))
+        action, latents = self._noise(a_shape, gen), self._noise(o_shape, gen)
+        spec = DenoiseSpec(False, True, action_t=self.cfg.marginal_timestep)
+        return self.denoiser.run(cond, action, latents, spec)[1]
+
+    @torch.no_grad()
+    def joint(self, images, seed: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """p(a, o' | o): (future latents, normalised actions), both denoised with the same t."""
+        images = self.as_images(images)
+        gen = make_generator(seed)
+        cond = self.model.obs_encoder.encode_curr_obs(images)
+        a_shape, o_shape = self._shapes(self._batch(images))
+        action, latents = self._noise(a_shape, gen), self._noise(o_shape, gen)
+        action, latents = self.denoiser.run(cond, action, latents, DenoiseSpec(True, True))
+        return latents, action
+
+    @torch.no_grad()
+    def decode(self, latents: torch.Tensor) -> dict[str, np.ndarray]:
+        """Predicted latents -> uint8 frames per camera, (B, T, crop_h, crop_w, 3)."""
+        imgs = self.model.obs_encoder.decode(latents.to(self.model.device)).clamp(0, 1)
+        u8 = (imgs * 255.0).round().to(torch.uint8).permute(0, 1, 3, 4, 5, 2).cpu().numpy()
+        return {name: u8[:, v] for v, name in enumerate(self.cfg.cameras)}
