@@ -110,15 +110,17 @@ class UnifiedWorldModel(nn.Module):
         cond, next_latents = self.obs_encoder.encode_curr_and_next_obs(obs, next_obs, generator)
         n_train = self.cfg.num_train_steps
 
-        def noised(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-            noise = torch.randn(x.shape, generator=generator, device=generator.device if generator else "cpu").to(x)
-            t = torch.randint(0, n_train, (b,), generator=generator, device=generator.device if generator else "cpu").to(dev)
-            return noise, t, None
+        gen_device = generator.device if generator is not None else torch.device("cpu")
 
-        action_noise, action_t, _ = noised(action)
+        def noise_and_timestep(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            noise = torch.randn(x.shape, generator=generator, device=gen_device).to(x)
+            t = torch.randint(0, n_train, (b,), generator=generator, device=gen_device).to(dev)
+            return noise, t
+
+        action_noise, action_t = noise_and_timestep(action)
         if action_mask is not None:
             action_t = torch.where(action_mask.to(dev).bool(), action_t, torch.full_like(action_t, n_train - 1))
-        obs_noise, obs_t, _ = noised(next_latents)
+        obs_noise, obs_t = noise_and_timestep(next_latents)
         noisy_action = self.noise_scheduler.add_noise(action, action_noise, action_t)
         noisy_obs = self.noise_scheduler.add_noise(next_latents, obs_noise, obs_t)
         action_pred, obs_pred = self.noise_pred_net(cond, noisy_action, action_t, noisy_obs, obs_t)
