@@ -141,6 +141,7 @@ def write_checkpoint(
         str(tmp),
         metadata={"format": "pt", "uwm_robot_format": str(FORMAT_VERSION)},
     )
+    os.chmod(tmp, 0o644)  # safetensors creates it private; the other files are world-readable too
     os.replace(tmp, weights)
     config.save(out / CONFIG_FILE)
     normalizer.save(out / NORMALIZER_FILE)

@@ -1,0 +1,19 @@
+"""Shared pytest fixtures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+# Reference data written by the official UWM code; CI clones the repo with shared/ beside it.
+OFFICIAL_DIR = (REPO_ROOT / ".." / "shared" / "uwm_official").resolve()
+
+
+@pytest.fixture(scope="session")
+def official_dir() -> Path:
+    """`shared/uwm_official` next to the repository (skips the test when it is not there)."""
+    if not (OFFICIAL_DIR / "tiny_small" / "models.pt").is_file():
+        pytest.skip(f"official reference data not found at {OFFICIAL_DIR} (expected ../shared/uwm_official beside the repo)")
+    return OFFICIAL_DIR
