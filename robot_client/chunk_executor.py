@@ -1,0 +1,95 @@
+"""Receding-horizon execution of action chunks on a timeline.
+
+Action i of a chunk answers the observation taken at `t_obs` and is scheduled at
+`t_obs + i * dt` (UWM's action 0 is the action at the latest observed frame). At each control
+tick the executor returns the action scheduled for that tick; actions whose time has passed are
+dropped, never executed late. Only the first `k` actions of a chunk are used; a new chunk
+replaces the old one from its own schedule on. Optionally the first actions of a new chunk are
+blended with the old chunk's still-pending ones to soften the boundary.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class Chunk:
+    actions: np.ndarray  # (L, A) executable actions (DROID 7-d)
+    t_obs: float  # clock time of the observation the chunk answers (s)
+    raw: np.ndarray | None = None  # (L, D) normalised model actions, for inpainting and logs
+    request_id: int = 0
+    latency_s: float = 0.0
+    meta: dict = field(default_factory=dict)
+
+
+@dataclass
+class ScheduledAction:
+    action: np.ndarray
+    index: int  # index within its chunk
+    chunk: Chunk
+    blended: bool = False
+
+
+class ChunkExecutor:
+    def __init__(self, dt: float, execute_k: int = 8, blend_steps: int = 0):
+        if execute_k < 1:
+            raise ValueError(f"execute_k must be >= 1, got {execute_k}")
+        if blend_steps < 0:
+            raise ValueError(f"blend_steps must be >= 0, got {blend_steps}")
+        self.dt = dt
+        self.execute_k = execute_k
+        self.blend_steps = blend_steps
+        self.chunk: Chunk | None = None
+        self.previous: Chunk | None = None
+        self.dropped = 0  # actions skipped because their time had passed
+        self._switch_time: float | None = None
+
+    def index_at(self, chunk: Chunk, t: float) -> int:
+        # Round to the nearest tick: a tick a few ms late still executes its own action.
+        return int(np.floor((t - chunk.t_obs) / self.dt + 0.5))
+
+    def add_chunk(self, chunk: Chunk, now: float) -> None:
+        if self.chunk is not None:
+            self.previous = self.chunk
+        first = self.index_at(chunk, now)
+        self.dropped += max(0, min(first, self.execute_k))  # stale on arrival
+        self.chunk = chunk
+        self._switch_time = now
+
+    def remaining(self, t: float) -> int:
+        """Executable actions left in the current chunk at time t (this tick's included)."""
+        if self.chunk is None:
+            return 0
+        return max(0, self.execute_k - max(0, self.index_at(self.chunk, t)))
+
+    def action_at(self, t: float) -> ScheduledAction | None:
+        """The action for the tick at time t, or None (the arm then holds)."""
+        if self.chunk is None:
+            return None
+        i = self.index_at(self.chunk, t)
+        if i < 0 or i >= min(self.execute_k, len(self.chunk.actions)):
+            return None
+        action = np.array(self.chunk.actions[i], dtype=float)
+        blended = False
+        if self.blend_steps and self.previous is not None and self._switch_time is not None:
+            since_switch = int(np.floor((t - self._switch_time) / self.dt + 0.5))
+            j = self.index_at(self.previous, t)
+            if 0 <= since_switch < self.blend_steps and 0 <= j < len(self.previous.actions):
+                # Linear cross-fade from the old plan into the new one over blend_steps ticks.
+                w = (since_switch + 1) / (self.blend_steps + 1)
+                action = (1 - w) * np.asarray(self.previous.actions[j], dtype=float) + w * action
+                blended = True
+        return ScheduledAction(action, i, self.chunk, blended)
+
+    def pending_raw(self, t_future: float, count: int) -> np.ndarray | None:
+        """Raw (normalised) actions of the current chunk scheduled from t_future on (for inpainting)."""
+        if self.chunk is None or self.chunk.raw is None:
+            return None
+        i = self.index_at(self.chunk, t_future)
+        end = min(self.execute_k, len(self.chunk.raw), i + count)
+        if i < 0 or i >= end:
+            return None
+        return np.asarray(self.chunk.raw[i:end])

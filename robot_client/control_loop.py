@@ -1,0 +1,232 @@
+"""The 15 Hz receding-horizon control loop: the same code for the sim and the Franka.
+
+Per tick: read the robot and every camera; hand a finished chunk to the executor; ask for the
+next chunk early enough (from the measured latency) that the executor never runs dry; take the
+action scheduled for this tick; pass it through the safety layer and IK; stream the joint target
+and the gripper command; record. Missing, stale or insane actions become "hold the current
+joint positions". Ctrl-C and the e-stop stop the arm; the e-stop also latches.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from robot_client.action_path import JointCommand
+from robot_client.chunk_executor import Chunk, ChunkExecutor
+from robot_client.inference_worker import InferenceWorker
+from robot_client.observation import ObservationHistory
+from robot_client.safety import EStop
+from robot_client.watchdog import ControllerWatchdog
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    control_hz: float = 15.0
+    execute_k: int = 8  # actions executed per chunk before the next one takes over
+    blend_steps: int = 0  # ticks of linear cross-fade at a chunk boundary (0 = off)
+    max_steps: int = 900
+    request_margin_ticks: int = 1  # ask this many ticks earlier than the latency estimate says
+    initial_latency_s: float = 0.3  # latency guess before the first measurement
+    sim_latency_s: float | None = None  # lockstep sim: delivery delay of a chunk, in sim time
+    gripper_speed: float = 0.1  # m/s
+    gripper_force: float = 20.0  # N
+    stop_on_success: bool = True
+    seed: int | None = None  # base seed for the policy's noise (request i uses seed + i)
+
+    @property
+    def dt(self) -> float:
+        return 1.0 / self.control_hz
+
+
+@dataclass
+class StepRecord:
+    t: float
+    q: np.ndarray
+    ee_pos: np.ndarray
+    ee_quat: np.ndarray
+    gripper_width: float
+    command: JointCommand
+    action: np.ndarray | None
+    action_index: int
+    chunk_id: int
+    blended: bool
+
+
+@dataclass
+class LoopStats:
+    tick_starts: list[float] = field(default_factory=list)  # wall clock (s)
+    inference_latency_s: list[float] = field(default_factory=list)
+    queue_depth: list[int] = field(default_factory=list)  # executable actions left at each tick
+    idle_ticks: int = 0  # ticks with no action after the first chunk arrived (waiting on inference)
+    hold_ticks: int = 0  # ticks the safety layer turned into holds
+    dropped_actions: int = 0
+    chunks: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def summary(self, dt: float) -> dict:
+        periods = np.diff(self.tick_starts) if len(self.tick_starts) > 1 else np.zeros(1)
+        jitter = np.abs(periods - dt) * 1e3
+        lat = np.asarray(self.inference_latency_s or [0.0]) * 1e3
+        return {
+            "steps": len(self.tick_starts),
+            "period_ms_p50": float(np.percentile(periods * 1e3, 50)),
+            "period_jitter_ms_p50": float(np.percentile(jitter, 50)),
+            "period_jitter_ms_p99": float(np.percentile(jitter, 99)),
+            "inference_ms_p50": float(np.percentile(lat, 50)),
+            "inference_ms_p95": float(np.percentile(lat, 95)),
+            "idle_s": self.idle_ticks * dt,
+            "hold_ticks": self.hold_ticks,
+            "dropped_actions": self.dropped_actions,
+            "chunks": self.chunks,
+            "queue_depth_min": int(min(self.queue_depth[1:] or [0])),
+            "errors": list(self.errors),
+        }
+
+
+@dataclass
+class EpisodeResult:
+    success: bool
+    steps: int
+    reason: str  # success | timeout | estop | interrupted | error
+    stats: dict
+
+
+class ControlLoop:
+    def __init__(self, robot, gripper, cameras: dict, clock, policy, action_path, config: LoopConfig,
+                 image_shapes: dict[str, tuple[int, int]], n_obs_steps: int = 2, estop: EStop | None = None,
+                 success_check=None, on_step=None, on_chunk=None):
+        self.robot, self.gripper, self.cameras, self.clock = robot, gripper, cameras, clock
+        self.policy = policy
+        self.action_path = action_path
+        self.config = config
+        self.history = ObservationHistory(image_shapes, n_obs_steps)
+        self.estop = estop or EStop()
+        self.success_check = success_check
+        self.on_step = on_step  # f(StepRecord, frames) for recording
+        self.on_chunk = on_chunk  # f(Chunk) for recording
+        self.watchdog = ControllerWatchdog(robot)
+        self.max_width = float(gripper.get_state().max_width) if hasattr(gripper.get_state(), "max_width") else 0.08
+        self.stats = LoopStats()
+
+    # ---- helpers ------------------------------------------------------------------------------
+    def _latency_estimate(self) -> float:
+        lat = self.stats.inference_latency_s
+        return float(np.percentile(lat[-10:], 90)) if lat else self.config.initial_latency_s
+
+    def _needs_request(self, executor: ChunkExecutor, t: float) -> bool:
+        # Ask when the actions left would run out before a new chunk could arrive.
+        lead_ticks = math.ceil(self._latency_estimate() / self.config.dt) + self.config.request_margin_ticks
+        return executor.remaining(t) <= lead_ticks
+
+    def _send_gripper(self, position: float, last: float | None) -> float:
+        if last is None or abs(position - last) > 1e-3:
+            width = self.max_width * (1.0 - position)  # DROID: 0 open, 1 closed
+            self.gripper.goto(width=width, speed=self.config.gripper_speed, force=self.config.gripper_force, blocking=False)
+        return position
+
+    def _hold(self) -> None:
+        """Stop the arm where it is: the running controller keeps the current position."""
+        try:
+            q = np.asarray(self.robot.get_joint_positions(), dtype=float)
+            if self.robot.is_running_policy():
+                self.watchdog.send(q)
+        except Exception as e:  # the arm is already holding when the controller is gone
+            log.warning("hold failed: %s", e)
+
+    # ---- the loop -----------------------------------------------------------------------------
+    def run(self) -> EpisodeResult:
+        cfg = self.config
+        dt = cfg.dt
+        executor = ChunkExecutor(dt, cfg.execute_k, cfg.blend_steps)
+        worker = InferenceWorker(self.policy, cfg.sim_latency_s)
+        self.history.reset()
+        self.watchdog.start()
+        gripper_cmd: float | None = None
+        first_chunk_seen = False
+        reason, success, step = "timeout", False, 0
+        t_next = self.clock.now()
+        try:
+            for step in range(cfg.max_steps):
+                if self.estop.tripped:
+                    reason = "estop"
+                    break
+                self.stats.tick_starts.append(time.perf_counter())
+                t = self.clock.now()
+                q = np.asarray(self.robot.get_joint_positions(), dtype=float)
+                ee_pos, ee_quat = (np.asarray(x, dtype=float) for x in self.robot.get_ee_pose())
+                g_state = self.gripper.get_state()
+                frames = {name: cam.read() for name, cam in self.cameras.items()}
+                self.history.push(frames, t)
+
+                result = worker.poll(t)
+                if isinstance(result, Chunk):
+                    executor.add_chunk(result, t)
+                    self.stats.chunks += 1
+                    self.stats.inference_latency_s.append(result.latency_s)
+                    first_chunk_seen = True
+                    if self.on_chunk:
+                        self.on_chunk(result)
+                elif isinstance(result, BaseException):
+                    self.stats.errors.append(f"inference failed: {result}")
+                    log.error("inference failed: %s", result)
+                if not worker.busy and self._needs_request(executor, t):
+                    seed = None if cfg.seed is None else cfg.seed + self.stats.chunks + len(self.stats.errors)
+                    worker.submit(self.history.snapshot(), t, seed=seed)
+
+                scheduled = executor.action_at(t)
+                self.stats.queue_depth.append(executor.remaining(t))
+                gripper_now = 1.0 - float(g_state.width) / self.max_width
+                action = None if scheduled is None else scheduled.action
+                command = self.action_path(action, q, ee_pos, ee_quat, gripper_cmd if gripper_cmd is not None else gripper_now)
+                if scheduled is None and first_chunk_seen:
+                    self.stats.idle_ticks += 1
+                elif command.hold and scheduled is not None:
+                    self.stats.hold_ticks += 1
+                if self.estop.tripped:
+                    reason = "estop"
+                    break
+                self.watchdog.send(command.q_target)
+                if not command.hold:
+                    gripper_cmd = self._send_gripper(command.gripper, gripper_cmd)
+                if self.on_step:
+                    self.on_step(StepRecord(t, q, ee_pos, ee_quat, float(g_state.width), command, action,
+                                            -1 if scheduled is None else scheduled.index,
+                                            -1 if scheduled is None else scheduled.chunk.request_id,
+                                            bool(scheduled and scheduled.blended)), frames)
+                if self.success_check is not None and self.success_check():
+                    success = True
+                    if cfg.stop_on_success:
+                        reason = "success"
+                        step += 1
+                        break
+                t_next += dt
+                self.clock.sleep_until(t_next)
+            else:
+                step = cfg.max_steps
+        except KeyboardInterrupt:
+            reason = "interrupted"
+        except Exception as e:
+            reason = "error"
+            self.stats.errors.append(f"{type(e).__name__}: {e}")
+            log.exception("control loop failed")
+        finally:
+            worker.close()
+            self.stats.dropped_actions = executor.dropped
+            if reason == "estop":
+                self._terminate()
+            else:
+                self._hold()
+        return EpisodeResult(success, step, reason, self.stats.summary(dt))
+
+    def _terminate(self) -> None:
+        try:
+            self.robot.terminate_current_policy()
+        except Exception as e:
+            log.warning("terminate_current_policy failed: %s", e)
