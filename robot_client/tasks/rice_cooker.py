@@ -1,0 +1,133 @@
+"""Rice cooker: open the hinged lid, put the cup in, close the lid (geometry from sim.md section 4)."""
+from __future__ import annotations
+
+import numpy as np
+
+from robot_client.tasks.base import SuccessCheck, Task, set_body_pos, set_free_body_pose
+from robot_client.tasks.expert import Gripper, Hold, Move, ScriptedExpert, topdown
+
+HINGE_OFFSET = np.array([0.11, 0.0, 0.14])  # hinge (back edge of the lid) in the cooker frame
+BAR_IN_LID = np.array([-0.2, 0.0, 0.055])  # handle bar in the lid frame
+OPEN_ANGLE, CLOSED_ANGLE = 1.2, 0.05
+LID_STOP = 1.7  # hinge stop past vertical: gravity holds the lid open, like a real cooker
+CUP_HALF_HEIGHT = 0.03
+
+
+class RiceCookerCheck(SuccessCheck):
+    """lid open (> 1.2 rad) -> cup inside the pot -> lid closed (< 0.05 rad) with the cup still inside."""
+
+    def __init__(self, world) -> None:
+        super().__init__(world)
+        self.stage = 0
+
+    def _update(self) -> bool:
+        angle = lid_angle(self.world)
+        inside = cup_in_cavity(self.world)
+        if self.stage == 0 and angle > OPEN_ANGLE:
+            self.stage = 1
+        if self.stage == 1 and inside:
+            self.stage = 2
+        return self.stage == 2 and inside and angle < CLOSED_ANGLE
+
+
+def lid_angle(world) -> float:
+    return float(world.data.qpos[world.model.joint("lid_hinge").qposadr[0]])
+
+
+def cup_in_cavity(world) -> bool:
+    site = world.model.site("cavity")
+    centre = world.data.site_xpos[site.id]
+    rot = world.data.site_xmat[site.id].reshape(3, 3)
+    local = rot.T @ (world.data.xpos[world.model.body("cup").id] - centre)
+    return bool(np.all(np.abs(local) <= site.size))
+
+
+def bar_position(cooker_pos: np.ndarray, angle: float) -> np.ndarray:
+    """World position of the handle bar when the lid is at `angle` (hinge axis +y)."""
+    c, s = np.cos(angle), np.sin(angle)
+    x, _, z = BAR_IN_LID
+    return cooker_pos + HINGE_OFFSET + np.array([x * c + z * s, 0.0, -x * s + z * c])
+
+
+class RiceCookerTask(Task):
+    def assets_xml(self) -> str:
+        return """
+    <material name="cooker_body" rgba="0.85 0.85 0.82 1" specular="0.4"/>
+    <material name="cooker_lid" rgba="0.75 0.2 0.15 1" specular="0.3"/>
+    <material name="cup" rgba="0.2 0.55 0.85 1"/>"""
+
+    def bodies_xml(self) -> str:
+        return """
+    <body name="cooker" pos="0.45 0.2 0">
+      <geom class="obj" type="box" size="0.11 0.11 0.01" pos="0 0 0.01" material="cooker_body"/>
+      <geom class="obj" type="box" size="0.11 0.01 0.07" pos="0 0.1 0.07" material="cooker_body"/>
+      <geom class="obj" type="box" size="0.11 0.01 0.07" pos="0 -0.1 0.07" material="cooker_body"/>
+      <geom class="obj" type="box" size="0.01 0.09 0.07" pos="0.1 0 0.07" material="cooker_body"/>
+      <geom class="obj" type="box" size="0.01 0.09 0.07" pos="-0.1 0 0.07" material="cooker_body"/>
+      <site name="cavity" type="box" size="0.09 0.09 0.06" pos="0 0 0.08" group="4"/>
+      <body name="lid" pos="0.11 0 0.14">
+        <joint name="lid_hinge" type="hinge" axis="0 1 0" range="-0.05 1.7" damping="0.1" frictionloss="0.05"/>
+        <geom class="obj" type="box" size="0.11 0.11 0.01" pos="-0.11 0 0.01" mass="0.2" material="cooker_lid"/>
+        <geom class="obj" type="box" size="0.006 0.006 0.015" pos="-0.2 0.03 0.035" material="cooker_body"/>
+        <geom class="obj" type="box" size="0.006 0.006 0.015" pos="-0.2 -0.03 0.035" material="cooker_body"/>
+        <geom name="lid_bar" class="obj" type="cylinder" size="0.008 0.04" pos="-0.2 0 0.055"
+              quat="0.7071068 0.7071068 0 0" priority="1" condim="3" friction="1.5 0.005 0.0001" material="cooker_body"/>
+      </body>
+    </body>
+    <body name="cup" pos="0.4 -0.15 0.03">
+      <freejoint/>
+      <geom class="obj" type="cylinder" size="0.025 0.03" mass="0.05" material="cup"/>
+    </body>"""
+
+    def reset(self, world, rng) -> dict:
+        cooker_xy = self.uniform(rng, "cooker_xy")
+        cup_xy = self.uniform(rng, "cup_xy")
+        set_body_pos(world, "cooker", [cooker_xy[0], cooker_xy[1], 0.0])
+        set_free_body_pose(world, "cup", [cup_xy[0], cup_xy[1], CUP_HALF_HEIGHT])
+        return {"cooker_xy": cooker_xy.tolist(), "cup_xy": cup_xy.tolist()}
+
+    def success_check(self, world) -> SuccessCheck:
+        return RiceCookerCheck(world)
+
+    def expert(self, env) -> ScriptedExpert:
+        return ScriptedExpert(env, rice_cooker_plan(env))
+
+
+def rice_cooker_plan(env):
+    world = env.world
+    cooker = world.model.body_pos[world.model.body("cooker").id].copy()
+    bar_grip = topdown(0.0)  # fingers close along x, across the bar (which runs along y)
+    cup_grip = topdown(-np.pi / 4)  # diagonal: the 0.2 m hand fits into the 0.18 m pot only this way
+    above = np.array([0.0, 0.0, 0.08])
+
+    # 1. open the lid by its bar, along the hinge arc, up to the stop past vertical
+    yield Gripper("goto", 0.05)
+    bar = bar_position(cooker, 0.0)
+    yield Move(bar + above, bar_grip, speed=0.6, tol=0.01)
+    yield Move(bar, bar_grip, speed=0.25)
+    yield Gripper("grasp", 0.016, epsilon=0.01)
+    for angle in np.linspace(0.0, LID_STOP, 10)[1:]:
+        yield Move(bar_position(cooker, angle), bar_grip, speed=0.35, tol=0.012, rot_tol=0.1)
+    yield Gripper("goto", 0.05)
+    # Leave upward, along the lid plane: moving toward the robot would push the lid shut.
+    yield Move(bar_position(cooker, LID_STOP) + np.array([0.0, 0, 0.08]), bar_grip, speed=0.3, tol=0.01)
+    # 2. cup into the pot
+    cup = world.data.xpos[world.model.body("cup").id].copy()
+    yield Gripper("goto", 0.075)
+    yield Move(cup + np.array([0, 0, 0.12]), cup_grip, speed=0.6, tol=0.01)
+    yield Move(cup + np.array([0, 0, 0.005]), cup_grip, speed=0.25)
+    yield Gripper("grasp", 0.05, epsilon=0.01)
+    yield Move(cup + np.array([0, 0, 0.2]), cup_grip, speed=0.5, tol=0.01)
+    yield Move(cooker + np.array([0, 0, 0.24]), cup_grip, speed=0.5, tol=0.008)
+    yield Move(cooker + np.array([0, 0, 0.085]), cup_grip, speed=0.3, tol=0.006)
+    yield Gripper("goto", 0.075)
+    yield Move(cooker + np.array([0, 0, 0.26]), cup_grip, speed=0.5, tol=0.01)
+    # 3. close: push the bar toward the robot with closed fingers until gravity takes the lid shut
+    yield Gripper("goto", 0.0)
+    bar = bar_position(cooker, lid_angle(world))
+    behind = np.array([0.032, 0.0, 0.0])  # fingers on the far side of the bar
+    yield Move(bar + behind + above, bar_grip, speed=0.5, tol=0.008)
+    yield Move(bar + behind, bar_grip, speed=0.25, tol=0.006)
+    yield Move(bar + np.array([-0.12, 0.0, 0.02]), bar_grip, speed=0.3, tol=0.01)
+    yield Move(bar + np.array([-0.12, 0.0, 0.1]), bar_grip, speed=0.4, tol=0.01)
+    yield Hold(1.0)
