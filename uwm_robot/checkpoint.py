@@ -139,7 +139,9 @@ def write_checkpoint(
     save_file(
         _tensors_for_safetensors(state_dict, fp16),
         str(tmp),
-        metadata={"format": "pt", "uwm_robot_format": str(FORMAT_VERSION)},
+        # One metadata key only: safetensors writes the metadata map in hash order, and the file
+        # hash (the checkpoint hash) must be the same for the same weights.
+        metadata={"format": "pt"},
     )
     os.chmod(tmp, 0o644)  # safetensors creates it private; the other files are world-readable too
     os.replace(tmp, weights)

@@ -20,6 +20,7 @@ that names it, before anything is called.
 
 from __future__ import annotations
 
+import _compat_pickle
 import builtins
 import collections
 import pickle
@@ -120,11 +121,9 @@ def _allowed_globals() -> dict[tuple[str, str], Any]:
         cls = getattr(np.dtypes, name)
         if isinstance(cls, type) and issubclass(cls, np.dtype):
             allowed[("numpy.dtypes", name)] = cls
-    # plain containers and scalars (protocol 2 still says __builtin__; long/unicode are py2 names)
+    # plain containers and scalars
     for name in ("set", "frozenset", "list", "dict", "tuple", "int", "float", "complex", "bool", "str", "bytes", "bytearray", "slice"):
-        allowed[("builtins", name)] = allowed[("__builtin__", name)] = getattr(builtins, name)
-    allowed[("__builtin__", "long")] = int
-    allowed[("__builtin__", "unicode")] = str
+        allowed[("builtins", name)] = getattr(builtins, name)
     allowed[("collections", "OrderedDict")] = collections.OrderedDict
     allowed[("collections", "defaultdict")] = collections.defaultdict
     allowed[("_codecs", "encode")] = _latin1_encode
@@ -148,6 +147,7 @@ class SafeUnpickler(pickle.Unpickler):
     """A pickle.Unpickler whose `find_class` resolves only `_ALLOWED` (usable on plain pickles too)."""
 
     def find_class(self, module: str, name: str) -> Any:
+        module, name = _python3_name(module, name)
         try:
             return _ALLOWED[(module, name)]
         except KeyError:
@@ -155,6 +155,14 @@ class SafeUnpickler(pickle.Unpickler):
                 f"refusing to load {module}.{name}: it is not on the allow-list of classes an official "
                 "UWM checkpoint needs (tensors, numpy arrays, containers, normalizers, omegaconf lists)"
             ) from None
+
+
+def _python3_name(module: str, name: str) -> tuple[str, str]:
+    # Protocol-2 pickles (torch.save's default) spell some globals the Python 2 way
+    # (`__builtin__.long`, `commands.Popen`); translate as the stdlib unpickler does.
+    if (module, name) in _compat_pickle.NAME_MAPPING:
+        return _compat_pickle.NAME_MAPPING[(module, name)]
+    return _compat_pickle.IMPORT_MAPPING.get(module, module), name
 
 
 def safe_loads(data: bytes) -> Any:
