@@ -3,8 +3,9 @@
 Action i of a chunk answers the observation taken at `t_obs` and is scheduled at
 `t_obs + i * dt` (UWM's action 0 is the action at the latest observed frame). At each control
 tick the executor returns the action scheduled for that tick; actions whose time has passed are
-dropped, never executed late. Only the first `k` actions of a chunk are used; a new chunk
-replaces the old one from its own schedule on. Optionally the first actions of a new chunk are
+dropped, never executed late. A chunk arriving `d` ticks after its observation starts at its
+action `d` and runs for `k` actions (real-time-chunking semantics: one chunk per `k` ticks,
+inference overlapping execution); a new chunk replaces the old one from its own schedule on. Optionally the first actions of a new chunk are
 blended with the old chunk's still-pending ones to soften the boundary.
 """
 
@@ -23,6 +24,10 @@ class Chunk:
     request_id: int = 0
     latency_s: float = 0.0
     meta: dict = field(default_factory=dict)
+    first_index: int = 0  # first action still in the future when the chunk arrived
+
+    def window_end(self, k: int) -> int:
+        return min(len(self.actions), self.first_index + k)
 
 
 @dataclass
@@ -54,8 +59,9 @@ class ChunkExecutor:
     def add_chunk(self, chunk: Chunk, now: float) -> None:
         if self.chunk is not None:
             self.previous = self.chunk
-        first = self.index_at(chunk, now)
-        self.dropped += max(0, min(first, self.execute_k))  # stale on arrival
+        first = max(0, self.index_at(chunk, now))
+        chunk.first_index = min(first, len(chunk.actions))
+        self.dropped += chunk.first_index  # stale on arrival: their time has passed
         self.chunk = chunk
         self._switch_time = now
 
@@ -63,14 +69,14 @@ class ChunkExecutor:
         """Executable actions left in the current chunk at time t (this tick's included)."""
         if self.chunk is None:
             return 0
-        return max(0, self.execute_k - max(0, self.index_at(self.chunk, t)))
+        return max(0, self.chunk.window_end(self.execute_k) - max(self.chunk.first_index, self.index_at(self.chunk, t)))
 
     def action_at(self, t: float) -> ScheduledAction | None:
         """The action for the tick at time t, or None (the arm then holds)."""
         if self.chunk is None:
             return None
         i = self.index_at(self.chunk, t)
-        if i < 0 or i >= min(self.execute_k, len(self.chunk.actions)):
+        if i < self.chunk.first_index or i >= self.chunk.window_end(self.execute_k):
             return None
         action = np.array(self.chunk.actions[i], dtype=float)
         blended = False
@@ -89,7 +95,7 @@ class ChunkExecutor:
         if self.chunk is None or self.chunk.raw is None:
             return None
         i = self.index_at(self.chunk, t_future)
-        end = min(self.execute_k, len(self.chunk.raw), i + count)
+        end = min(self.chunk.window_end(self.execute_k), i + count)
         if i < 0 or i >= end:
             return None
         return np.asarray(self.chunk.raw[i:end])
