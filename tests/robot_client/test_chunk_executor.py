@@ -1,0 +1,58 @@
+"""Receding-horizon scheduling: timing, stale drops, k-action windows, replacement, blending."""
+
+import numpy as np
+
+from robot_client.chunk_executor import Chunk, ChunkExecutor
+
+DT = 1 / 15
+
+
+def chunk(t_obs, value=0.0, n=16, rid=1):
+    a = np.zeros((n, 7))
+    a[:, 0] = value + np.arange(n)  # action i carries i in x
+    return Chunk(a, t_obs, request_id=rid)
+
+
+def test_action_i_is_scheduled_at_t_obs_plus_i_dt():
+    ex = ChunkExecutor(DT, execute_k=8)
+    ex.add_chunk(chunk(10.0), now=10.0)
+    for i in range(8):
+        s = ex.action_at(10.0 + i * DT + 0.004)  # a few ms late still executes its own action
+        assert s.index == i and s.action[0] == i
+    assert ex.action_at(10.0 + 8 * DT) is None  # only k actions per chunk
+
+
+def test_actions_already_in_the_past_are_dropped():
+    ex = ChunkExecutor(DT, execute_k=8)
+    ex.add_chunk(chunk(10.0), now=10.0 + 3 * DT)  # arrived 3 ticks after its observation
+    assert ex.dropped == 3
+    s = ex.action_at(10.0 + 3 * DT)
+    assert s.index == 3
+    assert ex.remaining(10.0 + 3 * DT) == 8  # still k actions: indices 3..10
+    assert ex.action_at(10.0 + 10 * DT).index == 10
+    assert ex.action_at(10.0 + 11 * DT) is None
+
+
+def test_new_chunk_replaces_old_from_its_schedule():
+    ex = ChunkExecutor(DT, execute_k=8)
+    ex.add_chunk(chunk(0.0, value=0, rid=1), now=0.0)
+    ex.add_chunk(chunk(5 * DT, value=100, rid=2), now=6 * DT)
+    s = ex.action_at(6 * DT)
+    assert s.chunk.request_id == 2 and s.index == 1 and s.action[0] == 101
+
+
+def test_blend_cross_fades_old_into_new():
+    ex = ChunkExecutor(DT, execute_k=8, blend_steps=2)
+    ex.add_chunk(chunk(0.0, value=0, rid=1), now=0.0)
+    ex.add_chunk(chunk(4 * DT, value=100, rid=2), now=4 * DT)
+    s0 = ex.action_at(4 * DT)  # old index 4 (x=4), new index 0 (x=100); weight 1/3 on new
+    assert s0.blended and np.isclose(s0.action[0], 4 + (100 - 4) / 3)
+    s1 = ex.action_at(5 * DT)
+    assert s1.blended and np.isclose(s1.action[0], 5 + 2 * (101 - 5) / 3)
+    s2 = ex.action_at(6 * DT)
+    assert not s2.blended and s2.action[0] == 102
+
+
+def test_empty_executor_returns_no_action():
+    ex = ChunkExecutor(DT)
+    assert ex.action_at(0.0) is None and ex.remaining(0.0) == 0

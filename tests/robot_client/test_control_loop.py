@@ -1,0 +1,107 @@
+"""The control loop on the sim: asynchronous chunks, holds, e-stop latch, controller watchdog."""
+
+import threading
+
+import numpy as np
+import pytest
+
+from robot_client.action_path import CartesianVelocityActionPath
+from robot_client.control_loop import ControlLoop, LoopConfig
+from robot_client.policy import PolicyReply
+from robot_client.safety import EStop, SafetyMonitor
+from robot_client.sim.env import SimEnv
+from robot_client.watchdog import ControllerWatchdog
+
+
+class ScriptedPolicy:
+    """Returns a fixed chunk (or raises); counts calls. Stands in for the server in loop tests."""
+
+    def __init__(self, action=None, fail=False):
+        self.action = np.array([0.3, 0, 0, 0, 0, 0, 0.0]) if action is None else np.asarray(action, float)
+        self.fail = fail
+        self.calls = 0
+
+    def hello(self):
+        return {}
+
+    def infer(self, obs, seed=None):
+        self.calls += 1
+        assert all(v.shape == (2, 90, 160, 3) and v.dtype == np.uint8 for v in obs.images.values())
+        if self.fail:
+            raise RuntimeError("server unreachable")
+        return PolicyReply(np.tile(self.action, (16, 1)))
+
+
+@pytest.fixture
+def env():
+    e = SimEnv("rice_cooker", condition="ID", seed=0)
+    yield e
+    e.close()
+
+
+def make_loop(env, policy, **cfg):
+    shapes = {k: (90, 160) for k in env.cameras}
+    config = LoopConfig(**{"max_steps": 30, "sim_latency_s": 0.2, **cfg})
+    return ControlLoop(env.robot, env.gripper, env.cameras, env.clock, policy,
+                       CartesianVelocityActionPath(SafetyMonitor()), config, shapes)
+
+
+def test_loop_executes_chunks_asynchronously_and_never_idles(env):
+    policy = ScriptedPolicy()
+    start = np.asarray(env.robot.get_ee_pose()[0])
+    result = make_loop(env, policy, max_steps=40).run()
+    moved = np.asarray(env.robot.get_ee_pose()[0]) - start
+    assert result.reason == "timeout" and result.steps == 40
+    assert moved[0] > 0.15  # +x commanded at 0.3 * 0.075 m per tick
+    s = result.stats
+    assert s["idle_s"] == 0.0 and s["chunks"] >= 4 and policy.calls >= 4
+    assert s["dropped_actions"] >= 3 * (s["chunks"] - 1)  # 0.2 s latency = 3 stale actions per chunk
+    assert env.robot.is_running_policy()  # ends holding under the controller
+
+
+def test_nan_chunks_hold_the_arm(env):
+    q0 = np.asarray(env.robot.get_joint_positions())
+    result = make_loop(env, ScriptedPolicy(action=[np.nan] * 7)).run()
+    assert result.stats["hold_ticks"] > 10
+    assert np.abs(np.asarray(env.robot.get_joint_positions()) - q0).max() < 0.01
+
+
+def test_failing_policy_is_reported_and_the_arm_holds(env):
+    q0 = np.asarray(env.robot.get_joint_positions())
+    result = make_loop(env, ScriptedPolicy(fail=True)).run()
+    assert any("server unreachable" in e for e in result.stats["errors"])
+    assert np.abs(np.asarray(env.robot.get_joint_positions()) - q0).max() < 0.01
+
+
+def test_estop_terminates_and_never_resumes(env):
+    estop = EStop()
+    loop = make_loop(env, ScriptedPolicy(), max_steps=200)
+    loop.estop = estop
+    original = loop.action_path
+
+    def path_then_trip(*args):
+        if loop.stats.chunks >= 1:
+            estop.trip("operator pressed e-stop")
+        return original(*args)
+
+    loop.action_path = path_then_trip
+    result = loop.run()
+    assert result.reason == "estop" and result.steps < 200
+    assert not env.robot.is_running_policy()  # controller terminated: the robot holds by itself
+    q_after = np.asarray(env.robot.get_joint_positions())
+    again = loop.run()  # a new run refuses to move while the latch is set
+    assert again.reason == "estop" and again.steps == 0
+    env.clock.sleep(0.5)
+    assert np.abs(np.asarray(env.robot.get_joint_positions()) - q_after).max() < 0.02
+
+
+def test_watchdog_restarts_a_controller_the_sim_killed(env):
+    dog = ControllerWatchdog(env.robot)
+    dog.start()
+    q = np.asarray(env.robot.get_joint_positions())
+    dog.send(q)
+    env.robot.kill_controller()
+    assert not env.robot.is_running_policy()
+    dog.send(q)  # notices, restarts, and the update goes through
+    assert env.robot.is_running_policy() and len(dog.events) == 1
+    assert "not running" in dog.events[0].reason
