@@ -112,10 +112,10 @@ def _tensors_for_safetensors(state_dict: Mapping[str, torch.Tensor], fp16: bool)
         if fp16 and t.is_floating_point():
             t = t.to(torch.float16)
         t = t.contiguous()
-        ptr = (t.untyped_storage().data_ptr(), t.storage_offset())
-        if ptr in seen or t.untyped_storage().nbytes() != t.numel() * t.element_size():
-            t = t.clone()
-        seen.add((t.untyped_storage().data_ptr(), t.storage_offset()))
+        storage = t.untyped_storage()
+        if storage.data_ptr() in seen or storage.nbytes() != t.numel() * t.element_size():
+            t = t.clone()  # a view into a bigger storage, or an alias of an earlier tensor
+        seen.add(t.untyped_storage().data_ptr())
         out[k] = t
     return out
 
@@ -134,6 +134,7 @@ def write_checkpoint(
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    (out / META_FILE).unlink(missing_ok=True)  # an interrupted overwrite must not look complete
     weights = out / WEIGHTS_FILE
     tmp = weights.with_name(weights.name + ".tmp")
     save_file(
@@ -319,8 +320,9 @@ def init_checkpoint(preset_name: str, out_dir: str | Path, seed: int = 0, fp16: 
     as the action range); raw (LIBERO) actions get the identity.
     """
     config = preset(preset_name)
-    torch.manual_seed(seed)
-    model = build_model(config)
+    with torch.random.fork_rng(devices=[]):  # seed the init without disturbing the caller's RNG
+        torch.manual_seed(seed)
+        model = build_model(config)
     normalizer = NormalizerSet.default(config.action_dim, identity=config.action_space == "raw")
     return save_checkpoint(out_dir, model, config, normalizer, meta={"source": f"init:{preset_name}", "seed": seed}, fp16=fp16)
 

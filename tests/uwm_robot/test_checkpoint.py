@@ -20,6 +20,7 @@ from uwm_robot.checkpoint import (
     init_checkpoint,
     load_checkpoint,
     save_checkpoint,
+    write_checkpoint,
 )
 from uwm_robot.config import PRESETS, ModelConfig, preset
 from uwm_robot.model import UnifiedWorldModel
@@ -92,7 +93,11 @@ def test_init_is_seeded(tiny_dir, tmp_path):
     assert meta["source"] == "init:tiny" and meta["seed"] == 3
     again = init_checkpoint("tiny", tmp_path / "again", seed=3)
     assert json.loads((again / "meta.json").read_text())["checkpoint_hash"] == meta["checkpoint_hash"]
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
     other = init_checkpoint("tiny", tmp_path / "other", seed=4)
+    assert torch.equal(torch.rand(3), expected)  # the caller's RNG stream is untouched
     assert json.loads((other / "meta.json").read_text())["checkpoint_hash"] != meta["checkpoint_hash"]
     norm = NormalizerSet.load(tiny_dir)
     assert norm.action == LinearNormalizer(np.ones(10), np.zeros(10))  # DROID actions taken as [-1, 1]
@@ -188,3 +193,12 @@ def test_convert_official_round_trip(official_dir, tmp_path):
     assert loaded.meta["step"] == 0 and loaded.meta["source"] == "official:models.pt"
     assert loaded.meta["official_sha256"] == file_sha256(src / "models.pt")
     assert tuple(loaded.config.vae.block_out_channels) == (32, 64, 128, 128)
+
+
+def test_aliased_and_view_tensors_are_written(tmp_path):
+    w = torch.randn(4, 4)
+    sd = {"a": w, "b": w, "row": w[1], "empty": torch.zeros(0)}  # safetensors refuses shared storage as is
+    out = write_checkpoint(tmp_path / "alias", sd, preset("tiny"), NormalizerSet.default(10))
+    back = load_file(str(out / "model.safetensors"))
+    assert torch.equal(back["a"], w) and torch.equal(back["b"], w) and torch.equal(back["row"], w[1])
+    assert back["empty"].shape == (0,)
