@@ -122,3 +122,18 @@ def set_free_body_pose(world, body: str, pos, yaw: float = 0.0) -> None:
 def set_body_pos(world, body: str, pos) -> None:
     """Move a fixed (jointless) body by editing the model: geometry stays identical, only placement changes."""
     world.model.body_pos[world.model.body(body).id] = pos
+
+
+def touching(world, body_a: str, body_names: tuple) -> bool:
+    """Is any geom of body_a in contact with a geom of one of body_names (e.g. the fingers)?"""
+    m, d = world.model, world.data
+    a = m.body(body_a).id
+    others = {m.body(n).id for n in body_names}
+    for i in range(d.ncon):
+        b1, b2 = m.geom_bodyid[d.contact[i].geom1], m.geom_bodyid[d.contact[i].geom2]
+        if (b1 == a and b2 in others) or (b2 == a and b1 in others):
+            return True
+    return False
+
+
+FINGERS = ("panda_leftfinger", "panda_rightfinger")
