@@ -10,6 +10,10 @@ Conventions (those of the UWM training data, i.e. pytorch3d's as used by the off
   Decoding returns b in [-pi/2, pi/2] and a, c in (-pi, pi].
 - Quaternions: `(x, y, z, w)` (Polymetis / scipy order), returned with w >= 0.
 
+DROID's robot *poses* (`cartesian_position`, and the deltas its IK applies) use a different
+Euler convention, scipy's extrinsic `"xyz"` (R = Rz(c) @ Ry(b) @ Rx(a)). That one is here as
+`pose_euler_to_matrix` / `matrix_to_pose_euler`, for robot state only: never for the action codec.
+
 Every function takes numpy arrays (or anything array-like) with arbitrary leading batch dims,
 computes in float64, and returns the input's floating dtype (float64 for non-float input).
 torch tensors are accepted too and come back as tensors on the same device and dtype (computed
@@ -123,6 +127,21 @@ def rot6d_to_euler(rot6d: Any) -> Any:
     """rot6d (..., 6) -> intrinsic XYZ Euler angles (..., 3) (the correct inverse of the encoding)."""
     d6, like = _as_f64(rot6d, (6,), "rot6d")
     return _back(_matrix_to_euler(_rot6d_to_matrix(d6)), like)
+
+
+# ---- DROID pose Euler (scipy extrinsic "xyz") <-> matrix --------------------------------------
+def pose_euler_to_matrix(euler: Any) -> Any:
+    """DROID pose angles (..., 3), extrinsic xyz = Rz(c) @ Ry(b) @ Rx(a) -> (..., 3, 3)."""
+    e, like = _as_f64(euler, (3,), "pose euler angles")
+    # Extrinsic x-y-z by (a, b, c) is intrinsic Z-Y-X by (c, b, a) = the transpose of intrinsic
+    # X-Y-Z by (-a, -b, -c).
+    return _back(np.swapaxes(_euler_to_matrix(-e), -1, -2), like)
+
+
+def matrix_to_pose_euler(matrix: Any) -> Any:
+    """(..., 3, 3) -> DROID pose angles (..., 3) (scipy `as_euler("xyz")`), b in [-pi/2, pi/2]."""
+    m, like = _as_f64(matrix, (3, 3), "rotation matrix")
+    return _back(-_matrix_to_euler(np.swapaxes(m, -1, -2)), like)
 
 
 # ---- quaternion (x, y, z, w) <-> matrix -------------------------------------------------------

@@ -86,12 +86,25 @@ def test_official_extrinsic_decode_is_wrong_for_non_small_angles():
     assert np.abs(extrinsic_xyz_decode(R.euler_to_matrix(small)) - small).max() > 1e-4
 
 
-def test_extrinsic_helper_matches_scipy_when_available():
+def test_conventions_match_scipy_when_available():
     Rotation = pytest.importorskip("scipy.spatial.transform").Rotation
     e = random_euler(100, 1.0, seed=5)
     m = R.euler_to_matrix(e)
     np.testing.assert_allclose(extrinsic_xyz_decode(m), Rotation.from_matrix(m).as_euler("xyz"), atol=1e-9)
     np.testing.assert_allclose(R.matrix_to_euler(m), Rotation.from_matrix(m).as_euler("XYZ"), atol=1e-9)
+    np.testing.assert_allclose(R.pose_euler_to_matrix(e), Rotation.from_euler("xyz", e).as_matrix(), atol=1e-12)
+    q = R.matrix_to_quat(m)
+    np.testing.assert_allclose(np.abs(np.sum(q * Rotation.from_matrix(m).as_quat(), -1)), 1, atol=1e-12)  # same xyzw order
+
+
+def test_droid_pose_euler_is_extrinsic_xyz():
+    e = random_euler(300, 1.4, seed=9)
+    for (a, b, c), m in zip(e[:20], R.pose_euler_to_matrix(e[:20])):
+        np.testing.assert_allclose(m, rz(c) @ ry(b) @ rx(a), atol=1e-12)
+    assert np.abs(R.matrix_to_pose_euler(R.pose_euler_to_matrix(e)) - e).max() < 1e-9
+    np.testing.assert_allclose(R.matrix_to_pose_euler(R.pose_euler_to_matrix(e)), extrinsic_xyz_decode(R.pose_euler_to_matrix(e)), atol=1e-9)
+    # The two conventions are different rotations for the same numbers.
+    assert np.abs(R.pose_euler_to_matrix(e) - R.euler_to_matrix(e)).max() > 0.1
 
 
 def test_rot6d_to_matrix_orthonormalises_any_input():
