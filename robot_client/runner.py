@@ -1,0 +1,155 @@
+"""One trial end to end: robot + cameras, policy connection, control loop, episode on disk.
+
+Shared by `robot_client run` and `robot_client eval`. The policy is always reached over zerorpc;
+with no server address a local server is started on loopback (the embedded default).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from robot_client.action_path import make_action_path
+from robot_client.control_loop import ControlLoop, EpisodeResult, LoopConfig
+from robot_client.policy import RemotePolicy
+from robot_client.safety import EStop, SafetyMonitor
+from robot_client.settings import ClientSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrialSpec:
+    task: str
+    condition: str
+    seed: int
+    out_dir: Path
+    max_steps: int | None = None
+    operator: str = ""
+
+
+def camera_shapes(metadata: dict) -> dict[str, tuple[int, int]]:
+    """camera -> (H, W) the server expects, from its hello metadata."""
+    cams = metadata["cameras"]
+    if isinstance(cams, dict):
+        return {name: tuple(int(v) for v in (spec["shape"] if isinstance(spec, dict) else spec)[:2]) for name, spec in cams.items()}
+    shape = tuple(int(v) for v in metadata["image_shape"][:2])
+    return {name: shape for name in cams}
+
+
+def read_token(token_file: str | None) -> str | None:
+    if not token_file:
+        return None
+    token = Path(token_file).read_text().strip()
+    if not token:
+        raise ValueError(f"token file {token_file} is empty")
+    return token
+
+
+@contextlib.contextmanager
+def open_policy(settings: ClientSettings, server: str | None, token_file: str | None, checkpoint: str | None):
+    """Yields (RemotePolicy, metadata). Starts and later stops a loopback server if needed."""
+    from uwm_robot.client import PolicyClient
+
+    token = read_token(token_file)
+    with contextlib.ExitStack() as stack:
+        address = server or settings.server
+        if address is None:
+            from robot_client.local_server import LocalPolicyServer
+
+            ckpt = Path(checkpoint) if checkpoint else settings.checkpoint_path()
+            if not ckpt.exists():
+                raise FileNotFoundError(
+                    f"no policy checkpoint at {ckpt}: pass --checkpoint, --server, or make one with "
+                    f"`uwm_robot init --preset tiny --out {ckpt}` (random weights) or `uwm_robot finetune`"
+                )
+            print(f"[robot_client] starting a local policy server for {ckpt} ...", flush=True)
+            srv = stack.enter_context(LocalPolicyServer(ckpt, device=settings.device))
+            print(f"[robot_client] {srv.ready_line}", flush=True)
+            address = srv.address
+        client = PolicyClient(address, token=token)
+        stack.callback(getattr(client, "close", lambda: None))
+        policy = RemotePolicy(client)
+        yield policy, policy.hello()
+
+
+def loop_config(settings: ClientSettings, control_hz: float, max_steps: int, lockstep: bool, seed: int | None) -> LoopConfig:
+    c = settings.control
+    return LoopConfig(
+        control_hz=control_hz,
+        execute_k=c.execute_k,
+        blend_steps=c.blend_steps,
+        max_steps=max_steps,
+        request_margin_ticks=c.request_margin_ticks,
+        initial_latency_s=c.initial_latency_s,
+        sim_latency_s=settings.sim.sim_latency_s if lockstep else None,
+        gripper_speed=c.gripper_speed,
+        gripper_force=c.gripper_force,
+        seed=seed,
+    )
+
+
+def make_recorder(spec: TrialSpec, metadata: dict, shapes: dict, extra_meta: dict, fps: float):
+    from robot_client.recording import EpisodeWriter
+
+    meta = {
+        "kind": "rollout",
+        "task": spec.task,
+        "condition": spec.condition,
+        "seed": spec.seed,
+        "operator": spec.operator,
+        "checkpoint_id": metadata.get("checkpoint_id"),
+        "checkpoint_hash": metadata.get("checkpoint_hash"),
+        "server_metadata": metadata,
+        **extra_meta,
+    }
+    return EpisodeWriter(spec.out_dir, meta, shapes, fps=fps)
+
+
+def run_sim_trial(spec: TrialSpec, policy, metadata: dict, settings: ClientSettings, estop: EStop,
+                  realtime: bool = False, record: bool = True) -> EpisodeResult:
+    from robot_client.sim.env import SimEnv
+
+    shapes = camera_shapes(metadata)
+    h, w = next(iter(shapes.values()))
+    mode = "realtime" if realtime else settings.sim.mode
+    env = SimEnv(spec.task, condition=spec.condition, seed=spec.seed, mode=mode, camera_width=w, camera_height=h)
+    try:
+        task = env.task
+        max_steps = spec.max_steps or int(task.max_duration_s * task.control_hz)
+        cfg = loop_config(settings, task.control_hz, max_steps, lockstep=(mode == "lockstep"), seed=spec.seed * 1000)
+        recorder = None
+        if record:
+            recorder = make_recorder(spec, metadata, shapes, {
+                "instruction": task.instruction, "robot": "sim", "sim_mode": mode,
+                "initial_state": _jsonable(env.initial_state), "calibration": None}, fps=task.control_hz)
+        loop = ControlLoop(env.robot, env.gripper, env.cameras, env.clock, policy,
+                           make_action_path("cartesian_velocity", SafetyMonitor(settings.safety)), cfg, shapes,
+                           n_obs_steps=int(metadata.get("n_obs_steps", 2)), estop=estop, success_check=env.check_success,
+                           on_step=recorder.on_step if recorder else None,
+                           on_chunk=recorder.on_chunk if recorder else None)
+        t0 = time.monotonic()
+        result = loop.run()
+        result.stats["wall_s"] = time.monotonic() - t0
+        if recorder:
+            recorder.finish(success=result.success, decided_by="sim_check", reason=result.reason, stats=result.stats)
+        return result
+    finally:
+        env.close()
+
+
+def _jsonable(x):
+    import numpy as np
+
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    if isinstance(x, np.generic):
+        return x.item()
+    return x
