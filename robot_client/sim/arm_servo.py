@@ -53,7 +53,8 @@ class ArmServo:
         self.kxd = panda.DEFAULT_KXD.copy()
         self._jacp = np.zeros((3, model.nv))
         self._jacr = np.zeros((3, model.nv))
-        self._mass = np.zeros((model.nv, model.nv))
+        self._accel = np.zeros(model.nv)
+        self._inertial_force = np.zeros(model.nv)
         self.hold(data)
 
     # --- mode changes (called under the world lock) ---
@@ -98,10 +99,11 @@ class ArmServo:
             traj = self.trajectory
             q, qd, qdd = min_jerk(traj.q_start, traj.q_goal, traj.duration, data.time - traj.t_start)
             self.set_target(data, q)
-            mujoco.mj_fullM(self.model, self._mass, data.qM)
-            arm_mass = self._mass[np.ix_(self.dof_ids, self.dof_ids)]
+            self._accel[:] = 0.0
+            self._accel[self.dof_ids] = qdd
+            mujoco.mj_mulM(self.model, data, self._inertial_force, self._accel)  # M @ qdd_des
             damping = self.model.dof_damping[self.dof_ids]
-            data.qfrc_applied[self.dof_ids] = (self.kqd_current() + damping) * qd + arm_mass @ qdd
+            data.qfrc_applied[self.dof_ids] = (self.kqd_current() + damping) * qd + self._inertial_force[self.dof_ids]
             if traj.done(data.time):
                 # JointTrajectoryExecutor ends: the server falls back to holding the goal.
                 data.qfrc_applied[self.dof_ids] = 0.0

@@ -217,6 +217,8 @@ class SimRobotInterface:
             states.append(self.get_robot_state())
             if self.world.arm.mode != "trajectory":
                 break  # killed or replaced
+        if self.world.arm.mode == "trajectory":
+            self.world.wait_until(self.world.time + self.world.control_dt)  # executor ends on the next tick
         return states
 
     def go_home(self, *args, **kwargs) -> list[RobotState]:
