@@ -50,11 +50,19 @@ class FastDenoiser:
             rows.append(torch.stack([a_t.sqrt(), (1 - a_t).sqrt(), a_prev.sqrt(), (1 - a_prev).sqrt()]))
         return torch.stack(rows).float()
 
-    def modulations(self, cond: torch.Tensor, pairs: list[tuple[int, int]]) -> list[list[torch.Tensor]]:
-        """mods[k][i]: (B, out_i) modulation of layer i (blocks, then head) at step k."""
+    def modulations(
+        self, cond: torch.Tensor, pairs: list[tuple[int, int]], groups: list[int] | None = None
+    ) -> list[list[torch.Tensor]]:
+        """mods[k][i]: (B, out_i) modulation of layer i (blocks, then head) at step k.
+
+        `groups` (sizes summing to B) projects each group of condition rows on its own, so a
+        group's modulations do not depend on what it is stacked with (GEMV vs GEMM kernels
+        round differently for a handful of rows).
+        """
         net = self.model.noise_pred_net
         dev = cond.device
-        obs_part = torch.nn.functional.silu(cond) @ self.w_obs.T + self.bias  # (B, M)
+        parts = cond.split(groups) if groups else (cond,)
+        obs_part = torch.cat([torch.nn.functional.silu(c) @ self.w_obs.T + self.bias for c in parts])  # (B, M)
         a_t = torch.tensor([p[0] for p in pairs], device=dev)
         o_t = torch.tensor([p[1] for p in pairs], device=dev)
         temb = net.timestep_embedding.proj(
@@ -87,14 +95,17 @@ class FastDenoiser:
             for block, mod in zip(net.blocks, step_mods[:-1]):
                 x = block.modulated(x, mod)
             x = net.head.modulated(x, step_mods[-1])
+            # .contiguous(): a strided slice of a B > 1 batch takes another matmul kernel than the
+            # (contiguous) slice of B = 1, so batched and single results would differ in the last bit.
             if denoise_obs:
-                latents = self._ddim(latents, net.obs_patchifier.unpatchify(x[:, a_len : a_len + o_len]).float(), k)
+                obs_eps = net.obs_patchifier.unpatchify(x[:, a_len : a_len + o_len].contiguous())
+                latents = self._ddim(latents, obs_eps.float(), k)
             if denoise_action:
-                action = self._ddim(action, net.action_decoder(x[:, :a_len]).float(), k)
+                action = self._ddim(action, net.action_decoder(x[:, :a_len].contiguous()).float(), k)
         return action, latents
 
-    def run(self, cond: torch.Tensor, action: torch.Tensor, latents: torch.Tensor, spec):
-        mods = self.modulations(cond, spec.timestep_pairs(self.timesteps))
+    def run(self, cond: torch.Tensor, action: torch.Tensor, latents: torch.Tensor, spec, groups: list[int] | None = None):
+        mods = self.modulations(cond, spec.timestep_pairs(self.timesteps), groups)
         dev = cond.device
         if self.dtype is not None and dev.type == "cuda":
             with torch.autocast("cuda", dtype=self.dtype):

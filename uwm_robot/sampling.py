@@ -19,6 +19,7 @@ thing with the observation part of the adaLN projections hoisted out of the loop
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -121,6 +122,34 @@ class UWMSampler:
         action, latents = self._noise(a_shape, gen), self._noise(o_shape, gen)
         spec = DenoiseSpec(True, False, obs_t=self.cfg.marginal_timestep)
         return self.denoiser.run(cond, action, latents, spec)[0]
+
+    @torch.no_grad()
+    def policy_batch(self, requests: Sequence[tuple[dict, int | None]]) -> list[torch.Tensor]:
+        """Several independent `policy` requests `[(images, seed), ...]` in one denoising pass.
+
+        Result i equals `policy(*requests[i])` bit for bit: each request is encoded on its own,
+        draws its noise from its own generator (in the official order), and on the fast path its
+        adaLN condition projection is computed on its own rows; only the DiT trunk (row-wise
+        GEMMs over B*N tokens, per-sample attention, per-token norms) runs stacked. The plain
+        path has no such split, so it runs the requests one after another.
+        """
+        if not requests:
+            return []
+        if not hasattr(self.denoiser, "modulations"):
+            return [self.policy(images, seed=seed) for images, seed in requests]
+        conds, actions, latents, groups = [], [], [], []
+        for images, seed in requests:
+            images = self.as_images(images)
+            gen = make_generator(seed)
+            b = self._batch(images)
+            conds.append(self.model.obs_encoder.encode_curr_obs(images))
+            a_shape, o_shape = self._shapes(b)
+            actions.append(self._noise(a_shape, gen))
+            latents.append(self._noise(o_shape, gen))
+            groups.append(b)
+        spec = DenoiseSpec(True, False, obs_t=self.cfg.marginal_timestep)
+        out = self.denoiser.run(torch.cat(conds), torch.cat(actions), torch.cat(latents), spec, groups=groups)[0]
+        return list(out.split(groups))
 
     @torch.no_grad()
     def forward_dynamics(self, images, action: torch.Tensor, seed: int | None = None) -> torch.Tensor:
