@@ -65,7 +65,13 @@ def register_init(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_init)
 
 
-REGISTRARS: list[Callable[[argparse._SubParsersAction], None]] = [register_convert, register_init]
+def register_bench(subparsers: argparse._SubParsersAction) -> None:
+    from .bench import register
+
+    register(subparsers)
+
+
+REGISTRARS: list[Callable[[argparse._SubParsersAction], None]] = [register_convert, register_init, register_bench]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -37,6 +37,9 @@ class VAEConfig:
     shift: float = 0.0
     scale: float = 3.0
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "block_out_channels", tuple(self.block_out_channels))
+
     @property
     def downsample(self) -> int:
         return 2 ** (len(self.block_out_channels) - 1)
