@@ -1,0 +1,195 @@
+"""`UWMPolicy`: a loaded UWM checkpoint as an in-process policy and world model.
+
+This is the engine behind `policy_server` (and what tests compare the server against):
+
+- `infer(images, seed)`: p(a | o) -> the action chunk, un-normalised with the checkpoint's
+  normaliser and decoded by the action codec to DROID's 7-d `[cartesian_velocity, gripper]`;
+- `infer_batch(requests)`: several independent requests in one denoising pass, each result bit
+  for bit what `infer` gives for that request alone (see `UWMSampler.policy_batch`);
+- `predict_future(images, actions_raw, seed)`: p(o' | o, a) -> predicted frames per camera;
+- `imagine(images, seed)`: p(o' | o) -> predicted frames;
+- `inverse(images, goal_images, seed)`: p(a | o, o') -> an action chunk as `infer`.
+
+Images are uint8 `(B, n_obs, H, W, 3)` per camera, `H, W = config.image_shape`. `raw` actions are
+the model's normalised 10-d actions (what `predict_future` takes back). A seed fixes every random
+draw; `seed=None` draws a fresh seed, which each result reports so a sample can be replayed.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from .action_codec import codec_for
+from .checkpoint import LoadedCheckpoint, load_checkpoint
+from .config import ModelConfig
+from .sampling import UWMSampler
+
+DEFAULT_EXECUTED_HORIZON = 8  # actions executed per chunk before replanning (of 16)
+DEFAULT_CONTROL_RATE_HZ = 15.0  # DROID's control rate
+
+# What each action dimension means, per action space (the protocol's metadata carries it).
+DROID_ACTION_NAMES = ("vx", "vy", "vz", "wx", "wy", "wz", "gripper")
+DROID_ACTION_UNITS = {
+    "space": "droid_cartesian_velocity",
+    "linear": "normalised velocity in [-1, 1]; x 0.075 m per 1/15 s step (DROID max_lin_vel)",
+    "angular": "normalised intrinsic-XYZ Euler-rate triple in [-1, 1]; x 0.15 rad per step (DROID max_rot_vel)",
+    "gripper": "absolute gripper position in [0, 1] (1 = closed)",
+    "frame": "robot base frame, end effector panda_link8",
+}
+RAW_ACTION_NAMES_DROID = ("vx", "vy", "vz", "r00", "r01", "r02", "r10", "r11", "r12", "gripper")
+
+Images = Mapping[str, Any]  # camera -> uint8 (B, n_obs, H, W, 3)
+
+
+def new_seed() -> int:
+    return secrets.randbits(63)
+
+
+class UWMPolicy:
+    """A UWM checkpoint with its normaliser and action codec; every method is thread-compatible
+    (one caller at a time: the server runs it on one worker thread)."""
+
+    def __init__(self, loaded: LoadedCheckpoint, fast: bool = True, **fast_options: Any):
+        self.loaded = loaded
+        self.config: ModelConfig = loaded.config
+        self.model = loaded.model
+        self.normalizer = loaded.normalizer
+        self.codec = codec_for(self.config.action_space, self.config.action_dim)
+        self.fast = fast
+        self.sampler = UWMSampler(self.model, fast=fast, **fast_options)
+        self.device = self.model.device
+        self._metadata = self._build_metadata()
+
+    @classmethod
+    def load(
+        cls,
+        path: str | Path,
+        device: str | torch.device = "cpu",
+        fast: bool = True,
+        dtype: torch.dtype | None = None,
+        config_path: str | Path | None = None,
+        verify: bool = False,
+        **fast_options: Any,
+    ) -> "UWMPolicy":
+        """Our checkpoint directory or an official `models.pt` (see `load_checkpoint`)."""
+        return cls(load_checkpoint(path, device=device, dtype=dtype, config_path=config_path, verify=verify), fast=fast, **fast_options)
+
+    # ---- description --------------------------------------------------------------------------
+    def _build_metadata(self) -> dict[str, Any]:
+        cfg, meta = self.config, self.loaded.meta
+        droid = cfg.action_space == "droid"
+        hw = [int(x) for x in cfg.image_shape]
+        return {
+            "checkpoint_id": str(meta.get("checkpoint_id", "")),
+            "checkpoint_hash": str(meta.get("checkpoint_hash", "")),
+            "checkpoint_source": str(meta.get("source", "")),
+            "normalizer_hash": self.normalizer.content_hash(),
+            "cameras": list(cfg.cameras),
+            "image_shape": hw,
+            "image_shapes": {c: hw for c in cfg.cameras},
+            "predicted_frame_shape": [int(x) for x in cfg.crop_shape],
+            "n_obs_steps": int(cfg.n_obs_steps),
+            "action_len": int(cfg.action_len),
+            "action_dim": int(self.codec.robot_dim),
+            "raw_action_dim": int(cfg.action_dim),
+            "action_space": "droid_cartesian_velocity" if droid else "raw",
+            "action_names": list(DROID_ACTION_NAMES) if droid else [f"a{i}" for i in range(cfg.action_dim)],
+            "raw_action_names": list(RAW_ACTION_NAMES_DROID) if droid else [f"a{i}" for i in range(cfg.action_dim)],
+            "action_units": dict(DROID_ACTION_UNITS) if droid else {"space": "raw", "note": "the training data's own units"},
+            "raw_actions": "normalised model actions in [-1, 1] (checkpoint normaliser)",
+            "executed_horizon": DEFAULT_EXECUTED_HORIZON,
+            "control_rate_hz": DEFAULT_CONTROL_RATE_HZ,
+            "dt": 1.0 / DEFAULT_CONTROL_RATE_HZ,
+            "ddim_steps": int(cfg.num_inference_steps),
+            "num_train_steps": int(cfg.num_train_steps),
+            "device": str(self.device),
+            "fast_path": bool(self.fast),
+        }
+
+    def metadata(self) -> dict[str, Any]:
+        """Protocol-independent description of what this policy takes and returns."""
+        return dict(self._metadata)
+
+    # ---- action post-processing --------------------------------------------------------------
+    def decode_actions(self, raw: torch.Tensor | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Normalised model actions (..., D) -> (robot actions (..., 7 or D), raw), both float32."""
+        raw_np = raw.detach().float().cpu().numpy() if isinstance(raw, torch.Tensor) else np.asarray(raw, np.float32)
+        unnorm = self.normalizer.action.unnormalize(raw_np)
+        robot = self.codec.decode(unnorm)
+        return np.ascontiguousarray(robot, dtype=np.float32), np.ascontiguousarray(raw_np, dtype=np.float32)
+
+    def _result(self, raw: torch.Tensor, seed: int) -> dict[str, Any]:
+        actions, raw_np = self.decode_actions(raw)
+        return {"actions": actions, "raw": raw_np, "seed": seed}
+
+    @staticmethod
+    def _seed(seed: int | None) -> int:
+        return new_seed() if seed is None else int(seed)
+
+    # ---- the modes ----------------------------------------------------------------------------
+    def infer(self, images: Images, seed: int | None = None) -> dict[str, Any]:
+        """p(a | o): `{"actions": (B, L, 7) float32 DROID, "raw": (B, L, 10) float32 normalised, "seed"}`."""
+        seed = self._seed(seed)
+        return self._result(self.sampler.policy(images, seed=seed), seed)
+
+    def infer_batch(self, requests: Sequence[Mapping[str, Any] | tuple]) -> list[dict[str, Any]]:
+        """Requests `{"images": ..., "seed": ...}` (or `(images, seed)`) stacked along B in one pass.
+
+        Result i is bit for bit `infer(**requests[i])` (each request keeps its own noise
+        generator, encoding and condition projection; only the DiT trunk is shared).
+        """
+        pairs = []
+        for r in requests:
+            images, seed = (r["images"], r.get("seed")) if isinstance(r, Mapping) else r
+            pairs.append((images, self._seed(seed)))
+        outs = self.sampler.policy_batch(pairs)
+        return [self._result(raw, seed) for raw, (_, seed) in zip(outs, pairs)]
+
+    def predict_future(self, images: Images, actions_raw: Any, seed: int | None = None) -> dict[str, Any]:
+        """p(o' | o, a): normalised model actions (B, L, D) -> `{"frames": {cam: uint8 (B, T, h, w, 3)}, "seed"}`."""
+        seed = self._seed(seed)
+        action = torch.as_tensor(np.asarray(actions_raw, dtype=np.float32))
+        latents = self.sampler.forward_dynamics(images, action, seed=seed)
+        return {"frames": self.sampler.decode(latents), "seed": seed}
+
+    def imagine(self, images: Images, seed: int | None = None) -> dict[str, Any]:
+        """p(o' | o): `{"frames": {cam: uint8 (B, T, h, w, 3)}, "seed"}` with actions marginalised out."""
+        seed = self._seed(seed)
+        return {"frames": self.sampler.decode(self.sampler.video_prediction(images, seed=seed)), "seed": seed}
+
+    def inverse(self, images: Images, goal_images: Images, seed: int | None = None) -> dict[str, Any]:
+        """p(a | o, o'): the chunk leading to the goal frames, as `infer` returns it."""
+        seed = self._seed(seed)
+        return self._result(self.sampler.inverse_dynamics(images, goal_images, seed=seed), seed)
+
+    # ---- housekeeping -------------------------------------------------------------------------
+    def blank_images(self, batch: int = 1) -> dict[str, np.ndarray]:
+        h, w = self.config.image_shape
+        return {c: np.zeros((batch, self.config.n_obs_steps, h, w, 3), np.uint8) for c in self.config.cameras}
+
+    def warmup(self, batch_sizes: Sequence[int] = (1,), world_model: bool = False) -> float:
+        """Run the policy once per batch size (and the world-model modes if asked); returns seconds."""
+        t0 = time.perf_counter()
+        for b in batch_sizes:
+            if b == 1:
+                self.infer(self.blank_images(1), seed=0)
+            else:
+                self.infer_batch([(self.blank_images(1), i) for i in range(b)])
+        if world_model:
+            img = self.blank_images(1)
+            raw = np.zeros((1, self.config.action_len, self.config.action_dim), np.float32)
+            self.predict_future(img, raw, seed=0)
+            self.imagine(img, seed=0)
+            self.inverse(img, img, seed=0)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return time.perf_counter() - t0
+
+
+__all__ = ["DEFAULT_CONTROL_RATE_HZ", "DEFAULT_EXECUTED_HORIZON", "UWMPolicy", "new_seed"]
