@@ -24,10 +24,10 @@ class CameraSpec:
 # DROID roles: two exterior cameras on either side of the workspace and one on the hand.
 # Names are the UWM model's camera keys.
 DEFAULT_CAMERAS = (
-    CameraSpec("exterior_image_1_left", (0.55, 0.72, 0.5), (0.48, 0.0, 0.08), 50.0),
-    CameraSpec("exterior_image_2_left", (0.55, -0.72, 0.5), (0.48, 0.0, 0.08), 50.0),
+    CameraSpec("exterior_image_1_left", (0.75, 0.85, 0.6), (0.3, 0.0, 0.25), 60.0),
+    CameraSpec("exterior_image_2_left", (0.75, -0.85, 0.6), (0.3, 0.0, 0.25), 60.0),
     # Hand frame: mounted beside the hand, looking past the fingertips; image-up points away from them.
-    CameraSpec("wrist_image_left", (0.075, 0.0, 0.01), (0.0, 0.0, 0.16), 70.0, body="panda_hand", up=(1.0, 0.0, 0.0)),
+    CameraSpec("wrist_image_left", (0.07, 0.0, 0.03), (0.0, 0.0, 0.2), 70.0, body="panda_hand", up=(1.0, 0.0, 0.0)),
 )
 
 
