@@ -17,6 +17,7 @@ from robot_client.control_loop import ControlLoop, EpisodeResult, LoopConfig
 from robot_client.policy import RemotePolicy
 from robot_client.safety import EStop, SafetyMonitor
 from robot_client.settings import ClientSettings
+from robot_client.sim.clock import WallClock
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +127,9 @@ def run_sim_trial(spec: TrialSpec, policy, metadata: dict, settings: ClientSetti
             recorder = make_recorder(spec, metadata, shapes, {
                 "instruction": task.instruction, "robot": "sim", "sim_mode": mode,
                 "initial_state": _jsonable(env.initial_state), "calibration": None}, fps=task.control_hz)
-        loop = ControlLoop(env.robot, env.gripper, env.cameras, env.clock, policy,
+        # Realtime: pace on the wall clock (sim time follows it in physics chunks, too coarse to pace on).
+        clock = WallClock() if mode == "realtime" else env.clock
+        loop = ControlLoop(env.robot, env.gripper, env.cameras, clock, policy,
                            make_action_path("cartesian_velocity", SafetyMonitor(settings.safety)), cfg, shapes,
                            n_obs_steps=int(metadata.get("n_obs_steps", 2)), estop=estop, success_check=env.check_success,
                            on_step=recorder.on_step if recorder else None,
