@@ -474,6 +474,60 @@ class EpisodeWriter:
             self.finish(None, "none", reason)
 
 
+# ---- synthetic episodes (tests, report previews) -------------------------------------------------
+def synthetic_step(i: int, dt: float = 1.0 / 15.0, with_action: bool = True):
+    """A deterministic StepRecord for step i (values are simple functions of i)."""
+    from robot_client.action_path import JointCommand
+    from robot_client.control_loop import StepRecord
+
+    q = np.linspace(-0.5, 0.5, 7) + 0.001 * i
+    action = np.array([0.1, -0.05, 0.02, 0.03, -0.02, 0.01, min(1.0, i / 40.0)]) if with_action else None
+    cmd = JointCommand(q + 0.002, 0.0 if action is None else float(action[6]), action is None, "" if action is not None else "no action",
+                       None, None, None if action is None else np.clip(action, -0.05, 1.0))
+    ang = 0.01 * i
+    quat = np.array([np.sin(ang / 2), 0.0, 0.0, np.cos(ang / 2)])
+    return StepRecord(i * dt, q, np.array([0.5 + 0.001 * i, 0.0, 0.4]), quat, 0.08 - 0.001 * (i % 40), cmd, action,
+                      i % 8 if action is not None else -1, i // 8 if action is not None else -1, bool(i % 8 == 0))
+
+
+def synthetic_frames(i: int, camera_shapes: dict[str, tuple[int, int]]) -> dict:
+    """Deterministic smooth RGB Frames for step i (smooth, so H.264 reproduces them closely)."""
+    from robot_client.cameras.base import Frame
+
+    out = {}
+    for k, (cam, (h, w)) in enumerate(sorted(camera_shapes.items())):
+        yy, xx = np.mgrid[0:h, 0:w]
+        img = np.stack([(xx * 200 // max(w - 1, 1) + 3 * i) % 256, (yy * 200 // max(h - 1, 1) + 40 * k) % 256,
+                        np.full_like(xx, (20 * i) % 256)], -1).astype(np.uint8)
+        ts = 1_000_000_000 + i * 66_666_667 + k
+        out[cam] = Frame(img, None, ts, ts + 3_000_000, f"serial{k}")
+    return out
+
+
+def write_synthetic_episode(directory: str | Path, n_steps: int = 30, camera_shapes: dict | None = None,
+                            metadata: dict | None = None, success: bool | None = True, decided_by: str = "sim_check",
+                            reason: str | None = None, save_raw_frames: bool = False, no_action_steps: int = 2,
+                            latency_s: float = 0.12) -> Path:
+    """Record a small deterministic episode (steps, frames, one chunk per 8 steps) with the real writer."""
+    from robot_client.chunk_executor import Chunk
+
+    camera_shapes = camera_shapes or {"exterior_image_1_left": (36, 64), "wrist_image_left": (36, 64)}
+    meta = {"kind": "rollout", "task": "rice_cooker", "instruction": "put the rice in the cooker", "condition": "ID",
+            "seed": 0, "checkpoint": {"id": "synthetic", "hash": "0" * 64}, "operator": "test"}
+    meta.update(metadata or {})
+    with EpisodeWriter(directory, meta, camera_shapes, save_raw_frames=save_raw_frames) as rec:
+        for i in range(n_steps):
+            if i % 8 == 0:
+                rec.on_chunk(Chunk(np.tile(synthetic_step(i).action, (16, 1)), i / 15.0, None, i // 8,
+                                   latency_s + 0.01 * (i // 8), {"server_ms": 80.0 + i}))
+            rec.on_step(synthetic_step(i, with_action=i >= no_action_steps), synthetic_frames(i, camera_shapes))
+        if decided_by == "none":
+            success = None
+        rec.finish(success, decided_by, reason or ("success" if success else "timeout"),
+                   {"steps": n_steps, "inference_ms_p50": latency_s * 1e3})
+    return Path(directory)
+
+
 # ---- benchmark ------------------------------------------------------------------------------------
 def _synthetic_frame(rng: np.random.Generator, base: np.ndarray, step: int, h: int, w: int) -> np.ndarray:
     """A moving, textured image (so the encoder has real work), cheap to make."""
