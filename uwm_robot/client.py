@@ -1,0 +1,451 @@
+"""`PolicyClient`: talks to `policy_server` over zerorpc. No torch (numpy, msgpack, zerorpc).
+
+Threads. zerorpc runs on gevent, and gevent objects belong to the thread (hub) that made them;
+the robot's control loop calls the policy from ordinary threads. So each `PolicyClient` owns one
+daemon thread with its own gevent hub, and every zerorpc socket lives and is used only there.
+A call from any thread packs its request, hands a closure to that thread through the hub's
+async watcher (`loop.async_().send()`, the one thread-safe way into a gevent hub) and waits on
+a `concurrent.futures.Future`. Several threads may call at once: each call becomes a greenlet
+and zerorpc multiplexes them on one connection. The real zerorpc client does the wire format,
+heartbeats and channel bookkeeping, so nothing of its protocol is re-implemented here (a plain
+zmq socket would have to answer heartbeats itself during long calls). The hand-off costs tens
+of microseconds per call.
+
+Failures. A structured server error (`ErrorReply`) raises `PolicyServerError` (code, message,
+field) at once: it is deterministic, a retry would get the same answer. A transport failure
+(timeout, lost heartbeat, zmq error) closes the connection, waits with exponential backoff,
+reconnects, repeats the handshake (refusing a server whose checkpoint or protocol changed) and
+retries, `retries` times at most; then `PolicyConnectionError`.
+
+Timing. Every call records round trip (client clock), server time (received -> reply ready, on
+the server's clock) and their difference, the transport overhead (packing, zmq, hand-offs).
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import itertools
+import os
+import threading
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from .protocol import (
+    PROTOCOL_VERSION,
+    ActionChunkReply,
+    ErrorReply,
+    FramesReply,
+    HelloReply,
+    HelloRequest,
+    ImagineRequest,
+    InferRequest,
+    InverseRequest,
+    Message,
+    PredictFutureRequest,
+    ProtocolError,
+    StatsReply,
+    StatsRequest,
+    decode_reply,
+    unpackb,
+)
+
+
+class PolicyServerError(RuntimeError):
+    """The server answered with an error: `code` (protocol.ErrorCode), `message`, `field`."""
+
+    def __init__(self, code: str, message: str, field: str | None = None, request_id: str | None = None):
+        super().__init__(f"[{code}] {message}" + (f" (field: {field})" if field else ""))
+        self.code, self.message, self.field, self.request_id = code, message, field, request_id
+
+
+class PolicyConnectionError(ConnectionError):
+    """The server could not be reached (after retries), or came back as a different server."""
+
+
+# Metadata that must not change across a reconnect: the robot would be driven by another model.
+IDENTITY_KEYS = ("checkpoint_hash", "normalizer_hash", "cameras", "image_shape", "n_obs_steps", "action_len", "action_space")
+
+
+@dataclass
+class CallTiming:
+    method: str
+    round_trip_ms: float
+    server_ms: float  # received -> reply ready, server clock
+    transport_ms: float  # round trip - server
+    inference_ms: float = 0.0
+    queue_ms: float = 0.0
+    batch_size: int = 0
+    request_bytes: int = 0
+    reply_bytes: int = 0
+
+
+class _GeventThread:
+    """A daemon thread running a gevent hub; `call(fn)` runs fn() there and returns its result."""
+
+    def __init__(self, name: str):
+        self._jobs: collections.deque = collections.deque()
+        self._ready = threading.Event()
+        self._async = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._main, name=name, daemon=True)
+        self._thread.start()
+        self._ready.wait()
+        if self._error is not None:
+            raise self._error
+
+    def _main(self) -> None:
+        try:
+            import gevent
+            import gevent.event
+
+            hub = gevent.get_hub()
+            self._async = hub.loop.async_()
+            wake = gevent.event.Event()
+            self._async.start(wake.set)
+        except BaseException as e:  # e.g. gevent missing: report to the constructor
+            self._error = e
+            self._ready.set()
+            return
+        self._ready.set()
+        while True:
+            wake.wait()
+            wake.clear()
+            while self._jobs:
+                fn, fut = self._jobs.popleft()
+                if fn is None:
+                    self._async.stop()
+                    hub.destroy(destroy_loop=True)
+                    fut.set_result(None)
+                    return
+                gevent.spawn(self._run, fn, fut)
+
+    @staticmethod
+    def _run(fn: Callable[[], Any], fut: concurrent.futures.Future) -> None:
+        if not fut.set_running_or_notify_cancel():
+            return
+        try:
+            fut.set_result(fn())
+        except BaseException as e:
+            fut.set_exception(e)
+
+    def submit(self, fn: Callable[[], Any] | None) -> concurrent.futures.Future:
+        if not self._thread.is_alive():
+            raise PolicyConnectionError("the client's network thread has stopped (client closed?)")
+        fut: concurrent.futures.Future = concurrent.futures.Future()
+        self._jobs.append((fn, fut))
+        self._async.send()
+        return fut
+
+    def stop(self, timeout: float = 5.0) -> None:
+        if self._thread.is_alive():
+            self.submit(None).result(timeout)
+            self._thread.join(timeout)
+
+
+class PolicyClient:
+    """Client of one policy server. Thread-safe; use as a context manager or call `close()`."""
+
+    def __init__(
+        self,
+        address: str,
+        token: str | None = None,
+        timeout_s: float = 10.0,
+        retries: int = 2,
+        backoff_initial_s: float = 0.05,
+        backoff_max_s: float = 2.0,
+        heartbeat_s: float = 5.0,
+        expect: Mapping[str, Any] | None = None,
+        validate: bool = True,
+        client_name: str | None = None,
+        timing_window: int = 10_000,
+    ):
+        """`expect`: metadata values the server must have (e.g. `{"checkpoint_hash": ...}`);
+        `validate`: check observations against the server's metadata before sending."""
+        self.address = address
+        self.token = token
+        self.timeout_s = float(timeout_s)
+        self.retries = int(retries)
+        self.backoff_initial_s = float(backoff_initial_s)
+        self.backoff_max_s = float(backoff_max_s)
+        self.heartbeat_s = heartbeat_s
+        self.expect = dict(expect or {})
+        self.validate = validate
+        self.client_name = client_name or f"uwm_robot.client/{os.getpid()}"
+        self.metadata: dict[str, Any] | None = None
+        self.server_info: dict[str, Any] | None = None
+        self.clock_offset_ns: int | None = None  # server monotonic - client monotonic (estimate)
+        self.timings: collections.deque[CallTiming] = collections.deque(maxlen=timing_window)
+        self.reconnects = 0
+        self._ids = itertools.count()
+        self._prefix = uuid.uuid4().hex[:8]
+        self._lock = threading.Lock()
+        self._failures = 0  # consecutive transport failures (drives the backoff)
+        self._generation = 0  # bumped on every reconnect
+        self._zclient = None  # lives in (and is only touched from) the gevent thread
+        self._closed = False
+        self._net = _GeventThread(f"PolicyClient[{address}]")
+
+    # ---- connection (runs in the gevent thread) -----------------------------------------------
+    def _open(self) -> None:
+        import zerorpc
+        import zmq
+
+        z = zerorpc.Client(timeout=self.timeout_s, heartbeat=self.heartbeat_s)
+        z._events.setsockopt(zmq.LINGER, 0)  # closing never waits for unsent requests
+        z.connect(self.address)
+        self._zclient = z
+
+    def _drop(self) -> None:
+        if self._zclient is not None:
+            try:
+                self._zclient.close()
+            finally:
+                self._zclient = None
+
+    def _send(self, method: str, blob: bytes, timeout: float) -> bytes:
+        if self._zclient is None:
+            self._open()
+        return self._zclient(method, blob, timeout=timeout)
+
+    # ---- plumbing ----------------------------------------------------------------------------
+    def _new_id(self) -> str:
+        return f"{self._prefix}-{next(self._ids)}"
+
+    def _transport_errors(self) -> tuple[type[BaseException], ...]:
+        import zerorpc
+        import zmq
+
+        return (zerorpc.TimeoutExpired, zerorpc.LostRemote, zmq.ZMQError, concurrent.futures.TimeoutError)
+
+    def _roundtrip(self, method: str, blob: bytes, timeout: float | None) -> tuple[bytes, float]:
+        timeout = self.timeout_s if timeout is None else float(timeout)
+        t0 = time.perf_counter()
+        fut = self._net.submit(lambda: self._send(method, blob, timeout))
+        reply = fut.result(timeout + 5.0)  # zerorpc times out first; this only guards a dead thread
+        return reply, (time.perf_counter() - t0) * 1e3
+
+    def _reconnect(self, generation: int) -> None:
+        """Close, back off, reopen (once per failure, whichever thread gets here first)."""
+        with self._lock:
+            if generation != self._generation:  # another thread already reconnected
+                return
+            self._failures += 1
+            delay = min(self.backoff_max_s, self.backoff_initial_s * 2 ** (self._failures - 1))
+            self._net.submit(self._drop).result(self.timeout_s)
+            time.sleep(delay)
+            self._generation += 1
+            self.reconnects += 1
+
+    def _call(self, method: str, request: Message, expected: type[Message], timeout: float | None = None) -> tuple[Message, CallTiming]:
+        if self._closed:
+            raise PolicyConnectionError("the client is closed")
+        request.token = self.token
+        blob = request.pack()
+        errors = self._transport_errors()
+        last: BaseException | None = None
+        for attempt in range(self.retries + 1):
+            generation = self._generation
+            try:
+                if method != "hello" and attempt > 0:
+                    self._handshake(timeout)  # the server may have restarted with another model
+                reply_blob, rt_ms = self._roundtrip(method, blob, timeout)
+            except errors as e:
+                last = e
+                if attempt < self.retries:
+                    self._reconnect(generation)
+                continue
+            self._failures = 0
+            reply = decode_reply(reply_blob, expected)
+            if isinstance(reply, ErrorReply):
+                raise PolicyServerError(reply.code, reply.message, reply.field, reply.request_id)
+            timing = getattr(reply, "timing", None) or {}
+            server_ms = (timing.get("sent_ns", 0) - timing.get("received_ns", 0)) / 1e6 if timing else 0.0
+            rec = CallTiming(
+                method=method,
+                round_trip_ms=rt_ms,
+                server_ms=server_ms,
+                transport_ms=rt_ms - server_ms,
+                inference_ms=float(timing.get("inference_ms", 0.0)),
+                queue_ms=float(timing.get("queue_ms", 0.0)),
+                batch_size=int(timing.get("batch_size", 0)),
+                request_bytes=len(blob),
+                reply_bytes=len(reply_blob),
+            )
+            self.timings.append(rec)
+            return reply, rec
+        raise PolicyConnectionError(
+            f"{method}: no answer from {self.address} after {self.retries + 1} attempt(s) "
+            f"(timeout {self.timeout_s if timeout is None else timeout} s): {type(last).__name__}: {last}"
+        ) from last
+
+    # ---- handshake ---------------------------------------------------------------------------
+    def _handshake(self, timeout: float | None = None) -> dict[str, Any]:
+        t0 = time.monotonic_ns()
+        reply, _ = self._call("hello", HelloRequest(request_id=self._new_id(), client=self.client_name), HelloReply, timeout)
+        t1 = time.monotonic_ns()
+        assert isinstance(reply, HelloReply)
+        if reply.protocol_version != PROTOCOL_VERSION:
+            raise PolicyServerError(
+                "version_mismatch",
+                f"the server speaks protocol {reply.protocol_version}, this client {PROTOCOL_VERSION}",
+                "protocol_version",
+            )
+        meta = reply.metadata
+        for key, want in self.expect.items():
+            if meta.get(key) != want:
+                raise PolicyConnectionError(f"server {self.address}: metadata {key}={meta.get(key)!r}, expected {want!r}")
+        if self.metadata is not None:
+            changed = [k for k in IDENTITY_KEYS if meta.get(k) != self.metadata.get(k)]
+            if changed:
+                raise PolicyConnectionError(
+                    f"server {self.address} came back with different {changed} "
+                    f"(checkpoint {self.metadata.get('checkpoint_id')} -> {meta.get('checkpoint_id')}); refusing to continue"
+                )
+        self.metadata, self.server_info = meta, reply.server
+        self.clock_offset_ns = reply.server_time_ns - (t0 + t1) // 2
+        return meta
+
+    def hello(self, timeout: float | None = None) -> dict[str, Any]:
+        """Handshake: checks the protocol version (and `expect`); returns the policy metadata."""
+        return dict(self._handshake(timeout))
+
+    def _meta(self) -> dict[str, Any]:
+        return self.metadata if self.metadata is not None else self._handshake()
+
+    # ---- requests ----------------------------------------------------------------------------
+    @staticmethod
+    def _arrays(d: Mapping[str, Any] | None, dtype: Any = None) -> dict[str, np.ndarray] | None:
+        if d is None:
+            return None
+        return {str(k): np.asarray(v, dtype=dtype) if dtype is not None else np.asarray(v) for k, v in d.items()}
+
+    def _observation(self, cls: type[InferRequest], images, timestamps, state, seed, request_id, **extra) -> InferRequest:
+        req = cls(
+            request_id=request_id or self._new_id(),
+            images=self._arrays(images),
+            timestamps=self._arrays(timestamps, np.int64),
+            state=self._arrays(state),
+            seed=None if seed is None else int(seed),
+            sent_ns=time.monotonic_ns(),
+            **extra,
+        )
+        if self.validate:
+            req.validate()
+            req.validate_against(self._meta())
+        return req
+
+    @staticmethod
+    def _timings(rec: CallTiming) -> dict[str, float]:
+        d = asdict(rec)
+        d.pop("method")
+        return d
+
+    def _actions(self, reply: ActionChunkReply, rec: CallTiming) -> dict[str, Any]:
+        return {
+            "actions": reply.actions,
+            "raw": reply.raw,
+            "request_id": reply.request_id,
+            "obs_timestamp_ns": reply.obs_timestamp_ns,
+            "seed": reply.seed,
+            "timings": self._timings(rec),
+            "server_timing": dict(reply.timing),
+        }
+
+    def _frames(self, reply: FramesReply, rec: CallTiming) -> dict[str, Any]:
+        return {
+            "frames": reply.frames,
+            "request_id": reply.request_id,
+            "obs_timestamp_ns": reply.obs_timestamp_ns,
+            "seed": reply.seed,
+            "timings": self._timings(rec),
+            "server_timing": dict(reply.timing),
+        }
+
+    def infer(
+        self,
+        images: Mapping[str, Any],
+        state: Mapping[str, Any] | None = None,
+        timestamps: Mapping[str, Any] | None = None,
+        seed: int | None = None,
+        request_id: str | None = None,
+        timeout: float | None = None,
+    ) -> dict[str, Any]:
+        """One action chunk for the observation `images` (camera -> uint8 (n_obs, H, W, 3)).
+
+        Returns `{"actions": (L, 7) float32 DROID, "raw": (L, 10) normalised, "request_id",
+        "obs_timestamp_ns" (newest capture time sent), "seed", "timings" (ms), "server_timing"}`.
+        """
+        req = self._observation(InferRequest, images, timestamps, state, seed, request_id)
+        reply, rec = self._call("infer", req, ActionChunkReply, timeout)
+        return self._actions(reply, rec)
+
+    def inverse(self, images, goal_images, seed=None, timestamps=None, request_id=None, timeout=None) -> dict[str, Any]:
+        """The chunk leading from `images` to `goal_images` (same layout); returns as `infer`."""
+        req = self._observation(InverseRequest, images, timestamps, None, seed, request_id, goal_images=self._arrays(goal_images))
+        reply, rec = self._call("inverse", req, ActionChunkReply, timeout)
+        return self._actions(reply, rec)
+
+    def predict_future(self, images, actions_raw, seed=None, timestamps=None, request_id=None, timeout=None) -> dict[str, Any]:
+        """Predicted frames `{"frames": {camera: uint8 (T, h, w, 3)}, ...}` after the normalised
+        model action chunk `actions_raw` (L, D) (e.g. an `infer` reply's `raw`)."""
+        req = self._observation(
+            PredictFutureRequest, images, timestamps, None, seed, request_id, actions_raw=np.asarray(actions_raw, np.float32)
+        )
+        reply, rec = self._call("predict_future", req, FramesReply, timeout)
+        return self._frames(reply, rec)
+
+    def imagine(self, images, seed=None, timestamps=None, request_id=None, timeout=None) -> dict[str, Any]:
+        """Predicted frames with the actions marginalised out (video prediction)."""
+        req = self._observation(ImagineRequest, images, timestamps, None, seed, request_id)
+        reply, rec = self._call("imagine", req, FramesReply, timeout)
+        return self._frames(reply, rec)
+
+    def stats(self, timeout: float | None = None) -> dict[str, Any]:
+        reply, _ = self._call("stats", StatsRequest(request_id=self._new_id()), StatsReply, timeout)
+        return reply.stats
+
+    def send_raw(self, method: str, payload: Any, timeout: float | None = None) -> Any:
+        """Send any zerorpc argument as is; returns the decoded reply (a dict) (tests, diagnostics)."""
+        reply_blob, _ = self._roundtrip(method, payload, timeout)
+        return unpackb(reply_blob)
+
+    # ---- timing summary ----------------------------------------------------------------------
+    def timing_summary(self, method: str | None = "infer") -> dict[str, dict[str, float]]:
+        recs = [t for t in self.timings if method is None or t.method == method]
+        out = {}
+        for key in ("round_trip_ms", "server_ms", "transport_ms", "inference_ms", "queue_ms"):
+            a = np.asarray([getattr(t, key) for t in recs], dtype=np.float64)
+            if a.size:
+                out[key] = {"n": int(a.size), "p50": float(np.percentile(a, 50)), "p95": float(np.percentile(a, 95)),
+                            "p99": float(np.percentile(a, 99)), "mean": float(a.mean())}
+        return out
+
+    # ---- lifetime ----------------------------------------------------------------------------
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._net.submit(self._drop).result(5.0)
+        finally:
+            self._net.stop()
+
+    def __enter__(self) -> "PolicyClient":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
+__all__ = ["CallTiming", "PolicyClient", "PolicyConnectionError", "PolicyServerError", "ProtocolError"]
