@@ -80,7 +80,7 @@ def _encode_default(obj: Any, where: str = "value") -> Any:
         if arr.dtype.byteorder == ">":
             arr = arr.astype(arr.dtype.newbyteorder("<"))
         # memoryview: msgpack copies the bytes once, straight into its buffer.
-        return {_ND_KEY: 1, "dtype": arr.dtype.str, "shape": list(arr.shape), "data": arr.reshape(-1).view(np.uint8).data}
+        return {_ND_KEY: 1, "dtype": arr.dtype.str, "shape": list(obj.shape), "data": arr.reshape(-1).view(np.uint8).data}
     if isinstance(obj, np.generic):
         if obj.dtype.kind not in "biuf":
             raise ProtocolError(f"{where}: numpy scalar of dtype {obj.dtype.str!r} cannot go on the wire", field=where)
@@ -186,7 +186,7 @@ def check_array(
     if shape is not None and (
         value.ndim != len(shape) or any(s is not None and s != v for s, v in zip(shape, value.shape))
     ):
-        want = "(" + ", ".join("N" if s is None else str(s) for s in shape) + ")"
+        want = str(tuple("N" if s is None else s for s in shape)).replace("'", "")
         raise ProtocolError(f"{name}: expected {what or 'an array'} of shape {want}, got shape {tuple(value.shape)}", field=name)
     if finite and value.dtype.kind in "fc" and not np.isfinite(value).all():
         bad = int((~np.isfinite(value)).sum())
@@ -210,12 +210,10 @@ def check_images(images: Any, name: str, cameras: list[str] | tuple[str, ...], n
     out = {}
     for cam in cameras:
         out[cam] = check_array(
-            images[cam], f"{name}.{cam}", "u", (n_obs, hw[0], hw[1], 3), what=f"uint8 frames ({n_obs}, {hw[0]}, {hw[1]}, 3)"
+            images[cam], f"{name}.{cam}", "u", (n_obs, hw[0], hw[1], 3), what="uint8 frames"
         )
         if out[cam].dtype != np.uint8:
-            raise ProtocolError(
-                f"{name}.{cam}: expected uint8 frames ({n_obs}, {hw[0]}, {hw[1]}, 3), got dtype {out[cam].dtype}", field=f"{name}.{cam}"
-            )
+            raise ProtocolError(f"{name}.{cam}: expected uint8 frames, got dtype {out[cam].dtype}", field=f"{name}.{cam}")
     return out
 
 
@@ -335,7 +333,7 @@ class InferRequest(Request):
         super().validate()
         if not isinstance(self.images, dict):
             raise ProtocolError(f"images: expected a map camera -> uint8 frames, got {_type_name(self.images)}", field="images")
-        self.timestamps = _check_array_map(self.timestamps, "timestamps", "iu", False, "int64 capture times (n_obs,)")
+        self.timestamps = _check_array_map(self.timestamps, "timestamps", "iu", False, "int capture times")
         self.state = _check_array_map(self.state, "state", "biuf", True, "a finite float array")
         check_int(self.seed, "seed", optional=True, lo=0, hi=2**63 - 1)
         check_int(self.sent_ns, "sent_ns", optional=True)
@@ -355,7 +353,7 @@ class InferRequest(Request):
             if unknown:
                 raise ProtocolError(f"timestamps: unknown camera(s) {unknown}; expected some of {list(meta['cameras'])}", field="timestamps")
             for cam, ts in self.timestamps.items():
-                check_array(ts, f"timestamps.{cam}", "iu", (n_obs,), what=f"int capture times ({n_obs},)")
+                check_array(ts, f"timestamps.{cam}", "iu", (n_obs,), what="int capture times")
 
 
 @dataclass
@@ -369,7 +367,7 @@ class PredictFutureRequest(InferRequest):
         super().validate_against(meta)
         shape = (int(meta["action_len"]), int(meta["raw_action_dim"]))
         self.actions_raw = check_array(
-            self.actions_raw, "actions_raw", "f", shape, finite=True, what=f"float normalised model actions {shape}"
+            self.actions_raw, "actions_raw", "f", shape, finite=True, what="float normalised model actions"
         )
 
 
@@ -438,8 +436,8 @@ class ActionChunkReply(Message):
     timing: dict = field(default_factory=dict)  # ServerTiming
 
     def validate(self) -> None:
-        check_array(self.actions, "actions", "f", (None, None), what="float32 (L, A) actions")
-        check_array(self.raw, "raw", "f", (None, None), what="float32 (L, D) model actions")
+        check_array(self.actions, "actions", "f", (None, None), what="float actions")
+        check_array(self.raw, "raw", "f", (None, None), what="float model actions")
 
     @property
     def server_timing(self) -> ServerTiming:
@@ -461,7 +459,7 @@ class FramesReply(Message):
         if not isinstance(self.frames, dict):
             raise ProtocolError("frames: expected a map camera -> uint8 frames", ErrorCode.BAD_MESSAGE, "frames")
         for k, v in self.frames.items():
-            check_array(v, f"frames.{k}", "u", (None, None, None, 3), what="uint8 (T, H, W, 3) frames")
+            check_array(v, f"frames.{k}", "u", (None, None, None, 3), what="uint8 frames")
 
     @property
     def server_timing(self) -> ServerTiming:
