@@ -10,6 +10,7 @@ from pathlib import Path
 
 from robot_client.safety import EStop
 from robot_client.settings import DEFAULT_PATH, load_settings
+from robot_client.sim_cli import add_sim_subparser
 
 
 def _common_policy_args(p: argparse.ArgumentParser) -> None:
@@ -79,12 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", default=None, help="episode root (default: rollouts/<task>/<time>/)")
     run.set_defaults(func=cmd_run)
 
-    try:
-        from robot_client.sim_cli import add_sim_subparser
-    except ImportError:
-        pass
-    else:
-        add_sim_subparser(sub)
+    add_sim_subparser(sub)
     return parser
 
 
