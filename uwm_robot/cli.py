@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
+from . import export as _export
 from .config import PRESETS, ConfigError
 
 EXIT_USER_ERROR = 2
@@ -71,7 +72,7 @@ def register_bench(subparsers: argparse._SubParsersAction) -> None:
     register(subparsers)
 
 
-REGISTRARS: list[Callable[[argparse._SubParsersAction], None]] = [register_convert, register_init, register_bench]
+REGISTRARS: list[Callable[[argparse._SubParsersAction], None]] = [register_convert, register_init, register_bench, _export.register]
 
 
 def build_parser() -> argparse.ArgumentParser:
