@@ -68,6 +68,7 @@ class LoopStats:
     hold_ticks: int = 0  # ticks the safety layer turned into holds
     dropped_actions: int = 0
     chunks: int = 0
+    overruns: int = 0  # ticks that took more than 1.5 periods
     errors: list[str] = field(default_factory=list)
 
     def summary(self, dt: float) -> dict:
@@ -85,6 +86,7 @@ class LoopStats:
             "hold_ticks": self.hold_ticks,
             "dropped_actions": self.dropped_actions,
             "chunks": self.chunks,
+            "overruns": self.overruns,
             "queue_depth_min": int(min(self.queue_depth[1:] or [0])),
             "errors": list(self.errors),
         }
@@ -118,7 +120,8 @@ class ControlLoop:
     # ---- helpers ------------------------------------------------------------------------------
     def _latency_estimate(self) -> float:
         lat = self.stats.inference_latency_s
-        return float(np.percentile(lat[-10:], 90)) if lat else self.config.initial_latency_s
+        # The worst recent latency: one late chunk would leave the arm without actions.
+        return float(max(lat[-10:])) if lat else self.config.initial_latency_s
 
     def _needs_request(self, executor: ChunkExecutor, t: float) -> bool:
         # Ask when the actions left would run out before a new chunk could arrive.
@@ -151,6 +154,8 @@ class ControlLoop:
         gripper_cmd: float | None = None
         first_chunk_seen = False
         reason, success, step = "timeout", False, 0
+        for cam in self.cameras.values():  # the first read starts renderers/streams: keep it off the schedule
+            cam.read()
         t_next = self.clock.now()
         try:
             for step in range(cfg.max_steps):
@@ -207,6 +212,11 @@ class ControlLoop:
                         step += 1
                         break
                 t_next += dt
+                now = self.clock.now()
+                if now > t_next + dt / 2:
+                    # Overran by more than half a period: re-anchor rather than burst to catch up.
+                    self.stats.overruns += 1
+                    t_next = now
                 self.clock.sleep_until(t_next)
             else:
                 step = cfg.max_steps

@@ -23,12 +23,16 @@ def free_port() -> int:
 
 class LocalPolicyServer:
     def __init__(self, checkpoint: str | Path, device: str = "cpu", startup_timeout_s: float = 180.0,
-                 extra_args: list[str] | None = None):
+                 extra_args: list[str] | None = None, niceness: int = 10, cpu_threads: int | None = 1):
         self.checkpoint = Path(checkpoint)
         self.device = device
         self.timeout = startup_timeout_s
         self.address = f"tcp://127.0.0.1:{free_port()}"
         self.extra_args = extra_args or []
+        # Sharing a small machine with the control loop: the server yields the CPU to the loop
+        # (lower priority, one compute thread) so inference never delays a control tick.
+        self.niceness = niceness
+        self.cpu_threads = cpu_threads
         self.proc: subprocess.Popen | None = None
         self.ready_line = ""
         self.log: list[str] = []
@@ -37,7 +41,11 @@ class LocalPolicyServer:
         cmd = [sys.executable, "-m", "policy_server.cli", "serve", "--checkpoint", str(self.checkpoint),
                "--bind", self.address, "--device", self.device, *self.extra_args]
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        if self.cpu_threads and self.device == "cpu":
+            env["OMP_NUM_THREADS"] = str(self.cpu_threads)
+        nice = self.niceness
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                                     preexec_fn=(lambda: os.nice(nice)) if nice else None)
         ready = threading.Event()
 
         def pump() -> None:  # keep reading so the server never blocks on a full pipe

@@ -39,10 +39,16 @@ class WallClock(Clock):
     def now_ns(self) -> int:
         return time.monotonic_ns()
 
+    # Sleep to this margin before the deadline, then yield-spin: a plain sleep can wake several
+    # ms late on a loaded machine, which is control-period jitter.
+    SPIN_MARGIN_S = 0.002
+
     def sleep_until(self, t: float) -> None:
         remaining = t - time.monotonic()
-        if remaining > 0:
-            time.sleep(remaining)
+        if remaining > self.SPIN_MARGIN_S:
+            time.sleep(remaining - self.SPIN_MARGIN_S)
+        while time.monotonic() < t:
+            time.sleep(0)
 
 
 class SimClock(Clock):
