@@ -12,6 +12,7 @@ the option code runs against real `rs.sensor` objects. Only the `rs.pipeline` op
 from __future__ import annotations
 
 import threading
+from types import SimpleNamespace
 import time
 
 import numpy as np
@@ -488,3 +489,98 @@ def test_camera_read_raises_when_frames_stop(rig):
             cam.read()
     finally:
         cam.stop()
+
+
+# ---- camera factory (configs/cameras.yaml) -------------------------------------------------------------
+
+from robot_client.cameras import factory  # noqa: E402
+
+
+def _config(**cams):
+    return {"defaults": {"width": 640, "height": 480, "fps": 30, "exposure_us": 8000, "white_balance": 4600},
+            "cameras": cams}
+
+
+def test_shipped_camera_config_has_placeholders_that_are_refused():
+    config = factory.load_camera_config()
+    assert list(config["cameras"]) == list(factory.DROID_ROLES)
+    with pytest.raises(ValueError) as info:
+        factory.make_cameras("realsense", config)
+    msg = str(info.value)
+    assert "cameras.yaml" in msg and "connected" in msg
+    assert all(f"cameras.{r}.serial is still the placeholder" in msg for r in factory.DROID_ROLES)
+
+
+def test_realsense_cameras_by_role():
+    cams = factory.make_cameras("realsense", _config(
+        exterior_image_1_left={"serial": "035622060001"},
+        wrist_image_left={"serial": "130322270002", "width": 424, "height": 240, "depth": False, "exposure_us": None}))
+    assert list(cams) == ["exterior_image_1_left", "wrist_image_left"]
+    ext, wrist = cams["exterior_image_1_left"], cams["wrist_image_left"]
+    assert isinstance(ext, rsc.RealSenseCamera) and ext.name == "exterior_image_1_left"
+    assert (ext.serial, ext.width, ext.height, ext.fps, ext.depth, ext.exposure_us, ext.white_balance) == (
+        "035622060001", 640, 480, 30, True, 8000, 4600)
+    assert (wrist.serial, wrist.width, wrist.height, wrist.depth, wrist.exposure_us) == ("130322270002", 424, 240, False, None)
+    assert ext._reader is None  # built, not started
+
+
+@pytest.mark.parametrize("cams, match", [
+    ({"wrist_image_left": {}}, r"cameras.wrist_image_left has no serial"),
+    ({"wrist_image_left": {"serial": 35622060001}}, r"must be a quoted string .*35622060001"),
+    ({"exterior_image_1_left": {"serial": "1"}, "exterior_image_2_left": {"serial": "1"}}, "have the same serial 1"),
+    ({"left_cam": {"serial": "1"}}, r"unknown camera role\(s\) \['left_cam'\]"),
+    ({"wrist_image_left": {"serial": "1", "exposure": 100}}, r"cameras.wrist_image_left: unknown key\(s\) \['exposure'\]"),
+    ({}, "no cameras"),
+])
+def test_camera_config_errors(cams, match):
+    with pytest.raises(ValueError, match=match):
+        factory.make_cameras("realsense", _config(**cams))
+
+
+def test_camera_config_file_errors_name_the_file(tmp_path):
+    path = tmp_path / "cameras.yaml"
+    path.write_text("defaults: {fps: 30, exposur_us: 100}\ncameras: {wrist_image_left: {serial: '1'}}\n")
+    with pytest.raises(ValueError, match=r"cameras.yaml: defaults: unknown key\(s\) \['exposur_us'\]"):
+        factory.load_camera_config(path)
+    with pytest.raises(ValueError, match="camera kind must be 'sim' or 'realsense'"):
+        factory.make_cameras("zed", _config(wrist_image_left={"serial": "1"}))
+
+
+def test_sim_cameras_by_role():
+    env = SimpleNamespace(cameras={r: object() for r in factory.DROID_ROLES})
+    cams = factory.make_cameras("sim", _config(exterior_image_1_left={"serial": "x"}, wrist_image_left={}), sim_env=env)
+    assert cams == {"exterior_image_1_left": env.cameras["exterior_image_1_left"],
+                    "wrist_image_left": env.cameras["wrist_image_left"]}
+    with pytest.raises(ValueError, match="needs sim_env"):
+        factory.make_cameras("sim", _config(wrist_image_left={}))
+    env.cameras.pop("wrist_image_left")
+    with pytest.raises(ValueError, match=r"no camera\(s\) \['wrist_image_left'\]"):
+        factory.make_cameras("sim", _config(wrist_image_left={}), sim_env=env)
+
+
+def test_start_cameras_stops_the_started_ones_on_failure():
+    events = []
+
+    class Cam(Camera):
+        def __init__(self, name, fail=False):
+            self.serial, self.fail = name, fail
+
+        def start(self):
+            if self.fail:
+                raise rsc.CameraNotFoundError(f"{self.serial} not connected")
+            events.append(("start", self.serial))
+
+        def read(self):
+            raise NotImplementedError
+
+        @property
+        def intrinsics(self):
+            raise NotImplementedError
+
+        def stop(self):
+            events.append(("stop", self.serial))
+
+    cams = {"a": Cam("a"), "b": Cam("b"), "c": Cam("c", fail=True)}
+    with pytest.raises(rsc.CameraNotFoundError):
+        factory.start_cameras(cams)
+    assert events == [("start", "a"), ("start", "b"), ("stop", "b"), ("stop", "a")]
