@@ -28,21 +28,13 @@ import numpy as np
 
 from uwm_robot.client import PolicyClient
 
-from .local import LocalServer, make_preset_checkpoint
+from .local import LocalServer, make_preset_checkpoint, random_observation
 
 def parse_hw(text: str) -> tuple[int, int]:
     m = re.fullmatch(r"(\d+)x(\d+)", text)
     if not m:
         raise argparse.ArgumentTypeError(f"expected HxW such as 180x320, got {text!r}")
     return int(m.group(1)), int(m.group(2))
-
-
-def make_observation(meta: dict, rng: np.random.Generator) -> tuple[dict, dict]:
-    n, (h, w) = meta["n_obs_steps"], meta["image_shape"]
-    images = {c: rng.integers(0, 256, (n, h, w, 3), dtype=np.uint8) for c in meta["cameras"]}
-    now = time.monotonic_ns()
-    stamps = {c: [now - (n - 1 - i) * 66_666_667 for i in range(n)] for c in meta["cameras"]}
-    return images, stamps
 
 
 # ---- the measurement ------------------------------------------------------------------------------
@@ -61,7 +53,7 @@ def run_clients(address: str, token: str | None, n_clients: int, n_requests: int
 
         def robot(i: int) -> None:
             rng = np.random.default_rng(i)
-            obs = [make_observation(meta, rng) for _ in range(4)]  # vary content, reuse buffers
+            obs = [random_observation(meta, rng) for _ in range(4)]  # vary content, reuse buffers
             try:
                 for k in range(warmup):
                     clients[i].infer(obs[k % 4][0], timestamps=obs[k % 4][1], seed=k)

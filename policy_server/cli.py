@@ -111,6 +111,8 @@ def _serve(args: argparse.Namespace) -> int:
             "serve needs --checkpoint PATH: a uwm_robot checkpoint directory (e.g. made by "
             "`uwm_robot init --preset tiny --out DIR`) or an official models.pt"
         )
+    if not args.checkpoint.exists():  # before the slow imports
+        raise UserError(f"{args.checkpoint}: no such file or directory")
     token = read_token(args.token_file) if args.token_file else None
     check_bind_policy(args.bind, token, args.insecure)
     endpoint = zmq_endpoint(args.bind)

@@ -10,7 +10,20 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
+
 READY_RE = re.compile(r"^READY (\S+) ")
+
+
+def random_observation(meta: dict, rng: np.random.Generator | int = 0) -> tuple[dict, dict]:
+    """(images, timestamps) as a robot sends them: uint8 (n_obs, H, W, 3) per camera of `meta`
+    (a server's hello metadata) and capture times (ns) 1/15 s apart, newest now."""
+    rng = np.random.default_rng(rng) if isinstance(rng, int) else rng
+    n, (h, w) = meta["n_obs_steps"], meta["image_shape"]
+    images = {c: rng.integers(0, 256, (n, h, w, 3), dtype=np.uint8) for c in meta["cameras"]}
+    now = time.monotonic_ns()
+    stamps = {c: [now - (n - 1 - i) * 66_666_667 for i in range(n)] for c in meta["cameras"]}
+    return images, stamps
 
 
 def make_preset_checkpoint(

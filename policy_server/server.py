@@ -24,6 +24,7 @@ import collections
 import hmac
 import logging
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -201,6 +202,7 @@ class PolicyService:
         self.max_message_bytes = int(max_message_bytes)
         self.batcher = Batcher(policy, max_batch=max_batch, batch_window_s=batch_window_s)
         self.started = time.monotonic()
+        self.instance = uuid.uuid4().hex  # replies carry it: a client notices a restarted server
         self.requests: collections.Counter = collections.Counter()
         self.errors: collections.Counter = collections.Counter()
         self.latency = LatencyLog()
@@ -210,6 +212,7 @@ class PolicyService:
 
     def server_info(self) -> dict[str, Any]:
         return {
+            "instance": self.instance,
             "version": SERVER_VERSION,
             "max_batch": self.batcher.max_batch,
             "batch_window_ms": self.batcher.batch_window_s * 1e3,
@@ -322,6 +325,7 @@ class PolicyService:
             obs_timestamp_ns=request.obs_timestamp_ns(),
             seed=out["seed"],
             timing=self._timing(job),
+            server_instance=self.instance,
         )
 
     def _frames(self, job: Job, request: InferRequest) -> Message:
@@ -332,6 +336,7 @@ class PolicyService:
             obs_timestamp_ns=request.obs_timestamp_ns(),
             seed=out["seed"],
             timing=self._timing(job),
+            server_instance=self.instance,
         )
 
     def _infer(self, request: Any, received: int) -> Message:

@@ -38,6 +38,7 @@ import numpy as np
 from .protocol import (
     PROTOCOL_VERSION,
     ActionChunkReply,
+    ErrorCode,
     ErrorReply,
     FramesReply,
     HelloReply,
@@ -224,9 +225,15 @@ class PolicyClient:
 
     def _roundtrip(self, method: str, blob: bytes, timeout: float | None) -> tuple[bytes, float]:
         timeout = self.timeout_s if timeout is None else float(timeout)
+        import zerorpc
+
         t0 = time.perf_counter()
         fut = self._net.submit(lambda: self._send(method, blob, timeout))
-        reply = fut.result(timeout + 5.0)  # zerorpc times out first; this only guards a dead thread
+        try:
+            reply = fut.result(timeout + 5.0)  # zerorpc times out first; this only guards a dead thread
+        except zerorpc.RemoteError as e:  # zerorpc-level failure: not our protocol's ErrorReply
+            code = ErrorCode.UNKNOWN_METHOD if e.name == "NameError" else ErrorCode.INTERNAL
+            raise PolicyServerError(code, f"{method}: the server raised {e.name}: {e.msg}") from None
         return reply, (time.perf_counter() - t0) * 1e3
 
     def _reconnect(self, generation: int) -> None:
@@ -263,6 +270,10 @@ class PolicyClient:
             reply = decode_reply(reply_blob, expected)
             if isinstance(reply, ErrorReply):
                 raise PolicyServerError(reply.code, reply.message, reply.field, reply.request_id)
+            instance = getattr(reply, "server_instance", None)
+            if instance and self.server_info is not None and instance != self.server_info.get("instance"):
+                # The server restarted under us: make sure it still serves the same model.
+                self._handshake(timeout)
             timing = getattr(reply, "timing", None) or {}
             server_ms = (timing.get("sent_ns", 0) - timing.get("received_ns", 0)) / 1e6 if timing else 0.0
             rec = CallTiming(

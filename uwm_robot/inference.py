@@ -154,7 +154,7 @@ class UWMPolicy:
     def predict_future(self, images: Images, actions_raw: Any, seed: int | None = None) -> dict[str, Any]:
         """p(o' | o, a): normalised model actions (B, L, D) -> `{"frames": {cam: uint8 (B, T, h, w, 3)}, "seed"}`."""
         seed = self._seed(seed)
-        action = torch.as_tensor(np.asarray(actions_raw, dtype=np.float32))
+        action = torch.from_numpy(np.array(actions_raw, dtype=np.float32))  # a copy: the input may be read-only
         latents = self.sampler.forward_dynamics(images, action, seed=seed)
         return {"frames": self.sampler.decode(latents), "seed": seed}
 

@@ -307,7 +307,7 @@ class HelloReply(Message):
     TYPE: ClassVar[str] = "hello"
     protocol_version: int = PROTOCOL_VERSION
     metadata: dict = field(default_factory=dict)  # UWMPolicy.metadata()
-    server: dict = field(default_factory=dict)  # max_batch, max_message_bytes, auth, version
+    server: dict = field(default_factory=dict)  # instance, max_batch, max_message_bytes, auth, version
     server_time_ns: int = 0  # server monotonic clock, for a clock-offset estimate
 
     def validate(self) -> None:
@@ -434,6 +434,7 @@ class ActionChunkReply(Message):
     obs_timestamp_ns: int | None = None  # newest capture time of the observation answered (client clock)
     seed: int = 0  # the seed used (the server's draw when the request had none)
     timing: dict = field(default_factory=dict)  # ServerTiming
+    server_instance: str = ""  # changes when the server restarts (the client then re-checks hello)
 
     def validate(self) -> None:
         check_array(self.actions, "actions", "f", (None, None), what="float actions")
@@ -454,6 +455,7 @@ class FramesReply(Message):
     obs_timestamp_ns: int | None = None
     seed: int = 0
     timing: dict = field(default_factory=dict)
+    server_instance: str = ""
 
     def validate(self) -> None:
         if not isinstance(self.frames, dict):

@@ -1,0 +1,127 @@
+"""UWMPolicy: metadata, un-normalise + decode, seeds, batching bit for bit, world-model modes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from policy_server.local import make_preset_checkpoint
+from uwm_robot import action_codec
+from uwm_robot.inference import UWMPolicy
+from uwm_robot.normalizer import LinearNormalizer, NormalizerSet
+
+
+@pytest.fixture(scope="module")
+def policy(tmp_path_factory):
+    # A DiT with non-zero adaLN layers (a fresh one ignores the observation) and a normaliser
+    # that is not the identity, so un-normalising is visible.
+    ckpt = make_preset_checkpoint("tiny", tmp_path_factory.mktemp("ckpt") / "tiny-perturbed", perturb=0.5)
+    norm = NormalizerSet(LinearNormalizer(np.linspace(0.5, 1.5, 10), np.linspace(-0.2, 0.2, 10)))
+    norm.save(ckpt)
+    return UWMPolicy.load(ckpt, verify=False)
+
+
+def observation(policy, batch=1, seed=0):
+    rng = np.random.default_rng(seed)
+    h, w = policy.config.image_shape
+    return {c: rng.integers(0, 256, (batch, policy.config.n_obs_steps, h, w, 3), dtype=np.uint8) for c in policy.config.cameras}
+
+
+def test_metadata_describes_inputs_outputs_and_identity(policy):
+    m = policy.metadata()
+    cfg = policy.config
+    assert m["cameras"] == list(cfg.cameras) and m["image_shape"] == list(cfg.image_shape) == [90, 160]
+    assert m["image_shapes"] == {c: [90, 160] for c in cfg.cameras}
+    assert m["n_obs_steps"] == 2 and m["action_len"] == 16
+    assert (m["action_dim"], m["raw_action_dim"]) == (7, 10)
+    assert m["action_space"] == "droid_cartesian_velocity" and m["action_names"][-1] == "gripper"
+    assert (m["executed_horizon"], m["control_rate_hz"], m["ddim_steps"]) == (8, 15.0, 10)
+    assert m["checkpoint_id"] == "tiny-perturbed" and len(m["checkpoint_hash"]) == 64
+    assert m["checkpoint_hash"] == policy.loaded.meta["checkpoint_hash"]
+    assert m["normalizer_hash"] == policy.normalizer.content_hash()
+    assert m["device"] == "cpu"
+
+
+def test_infer_unnormalises_then_decodes_with_the_codec(policy):
+    out = policy.infer(observation(policy), seed=3)
+    assert out["actions"].shape == (1, 16, 7) and out["actions"].dtype == np.float32
+    assert out["raw"].shape == (1, 16, 10) and out["raw"].dtype == np.float32
+    assert out["seed"] == 3
+    expected = action_codec.decode(policy.normalizer.action.unnormalize(out["raw"]))
+    np.testing.assert_array_equal(out["actions"], expected.astype(np.float32))
+    # The normaliser is not the identity here: actions are not the raw first dims.
+    assert not np.allclose(out["actions"][..., :3], out["raw"][..., :3])
+
+
+def test_seeds_fix_the_sample_and_the_observation_matters(policy):
+    obs = observation(policy)
+    a, b = policy.infer(obs, seed=1), policy.infer(obs, seed=1)
+    assert np.array_equal(a["actions"], b["actions"]) and np.array_equal(a["raw"], b["raw"])
+    assert not np.allclose(a["raw"], policy.infer(obs, seed=2)["raw"])
+    assert not np.allclose(a["raw"], policy.infer(observation(policy, seed=9), seed=1)["raw"])
+
+
+def test_no_seed_draws_one_and_reports_it(policy):
+    obs = observation(policy)
+    out = policy.infer(obs)
+    assert isinstance(out["seed"], int)
+    assert np.array_equal(policy.infer(obs, seed=out["seed"])["raw"], out["raw"])
+
+
+def test_infer_batch_is_bit_identical_to_unbatched(policy):
+    requests = [{"images": observation(policy, seed=i), "seed": 10 + i} for i in range(3)]
+    requests.append((observation(policy, seed=7), None))  # tuple form, server-drawn seed
+    batched = policy.infer_batch(requests)
+    assert len(batched) == 4
+    for req, got in zip(requests, batched):
+        images = req["images"] if isinstance(req, dict) else req[0]
+        alone = policy.infer(images, seed=got["seed"])
+        assert np.array_equal(got["raw"], alone["raw"]), "batched raw actions differ from the unbatched call"
+        assert np.array_equal(got["actions"], alone["actions"])
+
+
+def test_world_model_modes(policy):
+    obs = observation(policy)
+    crop = tuple(policy.config.crop_shape)
+    chunk = policy.infer(obs, seed=0)["raw"]
+    fut = policy.predict_future(obs, chunk, seed=4)
+    assert sorted(fut["frames"]) == sorted(policy.config.cameras) and fut["seed"] == 4
+    for f in fut["frames"].values():
+        assert f.dtype == np.uint8 and f.shape == (1, 2, *crop, 3)
+    again = policy.predict_future(obs, chunk, seed=4)
+    assert all(np.array_equal(fut["frames"][c], again["frames"][c]) for c in fut["frames"])
+    other = policy.predict_future(obs, np.zeros_like(chunk), seed=4)
+    assert any(not np.array_equal(fut["frames"][c], other["frames"][c]) for c in fut["frames"]), "actions must matter"
+    imagined = policy.imagine(obs, seed=4)["frames"]
+    assert all(f.shape == (1, 2, *crop, 3) for f in imagined.values())
+    inv = policy.inverse(obs, observation(policy, seed=5), seed=4)
+    assert inv["actions"].shape == (1, 16, 7) and inv["raw"].shape == (1, 16, 10)
+
+
+def test_bad_observation_gets_a_clear_error(policy):
+    obs = observation(policy)
+    del obs[policy.config.cameras[0]]
+    with pytest.raises(KeyError, match="missing camera"):
+        policy.infer(obs, seed=0)
+
+
+def test_raw_action_space_skips_the_codec(tmp_path):
+    ckpt = make_preset_checkpoint("tiny", tmp_path / "raw", perturb=0.5, action_space="raw", action_dim=7)
+    policy = UWMPolicy.load(ckpt)
+    m = policy.metadata()
+    assert (m["action_space"], m["action_dim"], m["raw_action_dim"]) == ("raw", 7, 7)
+    out = policy.infer(observation(policy), seed=0)
+    assert out["actions"].shape == (1, 16, 7)
+    np.testing.assert_array_equal(out["actions"], out["raw"])  # identity normaliser, no codec
+
+
+def test_warmup_runs(policy):
+    assert policy.warmup(batch_sizes=(1, 2)) > 0
+
+
+def test_loads_an_official_checkpoint(official_dir):
+    policy = UWMPolicy.load(official_dir / "tiny_small" / "models.pt")
+    m = policy.metadata()
+    assert m["checkpoint_source"].startswith("official:") and len(m["checkpoint_hash"]) == 64
+    out = policy.infer(observation(policy), seed=0)
+    assert out["actions"].shape == (1, m["action_len"], m["action_dim"]) and np.isfinite(out["actions"]).all()
