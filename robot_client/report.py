@@ -248,12 +248,14 @@ def _videos(t: Trial, eval_dir: Path) -> dict[str, str]:
 
 # ---- writers ----------------------------------------------------------------------------------------
 def _rate_color(cell: Cell) -> str:
+    """Pale red (0%) -> pale yellow (50%) -> pale green (100%); grey when there is no trial."""
     if cell.n == 0:
         return "#f4f4f4"
     r = cell.k / cell.n
-    # red (0) -> yellow (0.5) -> green (1), pale
-    red, green = (255, int(120 + 230 * r)) if r < 0.5 else (int(255 - 250 * (r - 0.5)), 235)
-    return f"rgb({min(red, 255)},{min(green, 235)},170)"
+    stops = ((0.0, (246, 178, 178)), (0.5, (250, 236, 170)), (1.0, (168, 226, 168)))
+    (r0, c0), (r1, c1) = (stops[0], stops[1]) if r <= 0.5 else (stops[1], stops[2])
+    f = (r - r0) / (r1 - r0)
+    return "rgb({},{},{})".format(*(int(round(a + f * (b - a))) for a, b in zip(c0, c1)))
 
 
 def _timing_summary(trials: list[Trial]) -> list[tuple[str, str]]:
