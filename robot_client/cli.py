@@ -10,6 +10,7 @@ from pathlib import Path
 
 from robot_client.safety import EStop
 from robot_client.settings import DEFAULT_PATH, load_settings
+from robot_client.report import register as report_register
 from robot_client.sim_cli import add_sim_subparser
 
 
@@ -19,7 +20,7 @@ def _common_policy_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--server", default=None, help="policy server address tcp://HOST:PORT; default: start one on loopback")
     p.add_argument("--token-file", default=None, help="file holding the server's shared token")
     p.add_argument("--checkpoint", default=None, help="checkpoint for the loopback server (default from config)")
-    p.add_argument("--condition", default="ID", help="ID or an OOD condition: L1 L2 B1 B2 C1 C2")
+    p.add_argument("--condition", default="ID", help="ID or an OOD condition: L1 L2 B1 B2 C1 C2 (eval: also a comma list or 'all')")
     p.add_argument("--seed", type=int, default=0, help="first trial's seed (trial i uses seed + i)")
     p.add_argument("--max-steps", type=int, default=None, help="stop a trial after this many control steps")
     p.add_argument("--realtime", action="store_true", help="sim: keep sim time = wall time (default: lockstep)")
@@ -59,6 +60,84 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _conditions(arg: str, task: str) -> list[str]:
+    from robot_client.tasks import load_task
+
+    available = list(load_task(task).config.conditions)
+    if arg.lower() == "all":
+        return available
+    out = []
+    for c in arg.split(","):
+        c = "ID" if c.strip().lower() == "id" else c.strip().upper()
+        if c not in available:
+            raise ValueError(f"task {task!r} has no condition {c!r}; it has {available} (or 'all')")
+        out.append(c)
+    return out
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    """Trials per condition under <out>/<task>/<condition>/trial_XXX; finished trials are kept and
+    skipped on a re-run (resume); an unfinished one (a crash) is kept aside and run again."""
+    from robot_client.keys import KeyListener
+    from robot_client.report import write_report
+    from robot_client.runner import TrialSpec, open_policy, run_sim_trial
+    from uwm_robot.episode import is_episode_dir, read_meta
+
+    settings = load_settings(args.config)
+    if (args.robot or settings.robot) == "franka":
+        return _run_franka(args, settings)
+    conditions = _conditions(args.condition, args.task)
+    out = Path(args.out) if args.out else Path(settings.out_root) / "eval" / f"{args.task}-{time.strftime('%Y%m%d-%H%M%S')}"
+    estop = EStop()
+    stopped = False
+    with open_policy(settings, args.server, args.token_file, args.checkpoint) as (policy, metadata), \
+            KeyListener({"e": lambda: estop.trip("operator key 'e'")}):
+        for condition in conditions:
+            done = 0
+            for i in range(args.trials):
+                trial_dir = out / args.task / condition / f"trial_{i:03d}"
+                if is_episode_dir(trial_dir):
+                    if read_meta(trial_dir).get("status") == "finished":
+                        done += 1
+                        continue
+                    aside = trial_dir.with_name(f"{trial_dir.name}.incomplete-{time.strftime('%Y%m%d-%H%M%S')}")
+                    trial_dir.rename(aside)
+                    print(f"[eval] kept unfinished {trial_dir.name} as {aside.name}; running it again", flush=True)
+                spec = TrialSpec(args.task, condition, args.seed + i, trial_dir, args.max_steps, args.operator)
+                r = run_sim_trial(spec, policy, metadata, settings, estop, realtime=args.realtime)
+                done += 1
+                print(f"[eval] {args.task} {condition} trial {i} seed={spec.seed}: success={r.success} ({r.reason}, "
+                      f"{r.steps} steps)", flush=True)
+                if r.reason in ("estop", "interrupted"):
+                    stopped = True
+                    break
+            if stopped:
+                break
+    html, md = write_report(out)
+    print(f"[eval] report: {html} and {md}" + ("  (stopped early: re-run the same command to resume)" if stopped else ""))
+    return 0
+
+
+def cmd_bench_loop(args: argparse.Namespace) -> int:
+    """Realtime sim + a CPU policy server: idle time waiting for inference and loop jitter."""
+    from robot_client.runner import TrialSpec, open_policy, run_sim_trial
+
+    settings = load_settings(args.config)
+    steps = int(args.seconds * settings.control.control_hz)
+    with open_policy(settings, args.server, args.token_file, args.checkpoint) as (policy, metadata):
+        spec = TrialSpec(args.task, "ID", args.seed, Path(args.out), steps)
+        r = run_sim_trial(spec, policy, metadata, settings, EStop(), realtime=True)
+    s = r.stats
+    print(f"bench-loop: {s['steps']} ticks at {settings.control.control_hz:g} Hz (realtime sim, 3 cameras "
+          f"{metadata['image_shape'][0]}x{metadata['image_shape'][1]}, CPU server, recording on)")
+    print(f"  idle waiting for inference: {s['idle_s']:.3f} s   overruns: {s['overruns']}")
+    print(f"  loop period p50 {s['period_ms_p50']:.2f} ms, jitter p50 {s['period_jitter_ms_p50']:.2f} ms, "
+          f"p99 {s['period_jitter_ms_p99']:.2f} ms")
+    print(f"  inference (request -> chunk) p50 {s['inference_ms_p50']:.0f} ms, p95 {s['inference_ms_p95']:.0f} ms; "
+          f"chunks {s['chunks']}, stale actions dropped {s['dropped_actions']}")
+    return 0
+
+
 def _run_franka(args, settings) -> int:
     try:
         from robot_client.backends.polymetis import make_robot  # noqa: F401
@@ -80,6 +159,19 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", default=None, help="episode root (default: rollouts/<task>/<time>/)")
     run.set_defaults(func=cmd_run)
 
+    ev = sub.add_parser("eval", help="ID/OOD evaluation: N trials per condition, resumable, then a report")
+    _common_policy_args(ev)
+    ev.add_argument("--trials", type=int, default=20)
+    ev.add_argument("--out", default=None, help="eval directory (default: rollouts/eval/<task>-<time>/)")
+    ev.set_defaults(func=cmd_eval)
+
+    bl = sub.add_parser("bench-loop", help="realtime sim + CPU server: idle time and loop jitter")
+    _common_policy_args(bl)
+    bl.add_argument("--seconds", type=float, default=20.0)
+    bl.add_argument("--out", default="runs/bench_loop")
+    bl.set_defaults(func=cmd_bench_loop)
+
+    report_register(sub)
     add_sim_subparser(sub)
     return parser
 

@@ -1,0 +1,58 @@
+"""`robot_client eval`: trials per condition, a report, resume, and crash-safe re-runs."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from uwm_robot.checkpoint import init_checkpoint
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ckpt") / "tiny"
+    init_checkpoint("tiny", out, seed=1)
+    return out
+
+
+def run_eval(ckpt, out):
+    proc = subprocess.run(
+        [sys.executable, "-m", "robot_client.cli", "eval", "--task", "rice_cooker", "--condition", "id,C1",
+         "--trials", "2", "--max-steps", "12", "--checkpoint", str(ckpt), "--out", str(out)],
+        capture_output=True, text=True, timeout=500,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout
+
+
+def test_eval_reports_resumes_and_reruns_unfinished_trials(tiny_checkpoint, tmp_path):
+    out = tmp_path / "eval"
+    first = run_eval(tiny_checkpoint, out)
+    assert first.count("[eval] rice_cooker") == 4
+    for cond in ("ID", "C1"):
+        for i in range(2):
+            meta = json.loads((out / "rice_cooker" / cond / f"trial_{i:03d}" / "meta.json").read_text())
+            assert meta["status"] == "finished" and meta["condition"] == cond and meta["seed"] == i
+    report = (out / "report.md").read_text()
+    assert "rice_cooker" in report and "C1" in report and "0/2" in report
+
+    # A re-run resumes: every finished trial is kept and skipped.
+    assert run_eval(tiny_checkpoint, out).count("[eval] rice_cooker") == 0
+
+    # A crashed trial (meta still 'recording') is kept aside, never deleted, and run again.
+    crashed = out / "rice_cooker" / "C1" / "trial_001" / "meta.json"
+    meta = json.loads(crashed.read_text())
+    meta["status"] = "recording"
+    crashed.write_text(json.dumps(meta))
+    third = run_eval(tiny_checkpoint, out)
+    assert third.count("[eval] rice_cooker") == 1 and "kept unfinished trial_001" in third
+    kept = list((out / "rice_cooker" / "C1").glob("trial_001.incomplete-*"))
+    assert len(kept) == 1 and (kept[0] / "meta.json").exists()
+
+
+def test_unknown_condition_is_named(tiny_checkpoint, tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "robot_client.cli", "eval", "--condition", "L9", "--checkpoint", str(tiny_checkpoint),
+         "--out", str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "no condition 'L9'" in proc.stderr
