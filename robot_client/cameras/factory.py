@@ -162,14 +162,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", metavar="YAML", nargs="?", const=str(DEFAULT_CAMERAS_PATH),
                         help="check a camera config (default configs/cameras.yaml)")
     args = parser.parse_args(argv)
-    if args.list:
-        from robot_client.cameras.realsense import list_realsense_devices
+    try:
+        if args.list:
+            from robot_client.cameras.realsense import list_realsense_devices
 
-        devices = list_realsense_devices()
-        print("\n".join(str(d) for d in devices) if devices else "no RealSense device connected")
-    if args.check:
-        make_cameras("realsense", load_camera_config(args.check))
-        print(f"{args.check}: ok")
+            devices = list_realsense_devices()
+            print("\n".join(str(d) for d in devices) if devices else "no RealSense device connected")
+        if args.check:
+            make_cameras("realsense", load_camera_config(args.check))
+            print(f"{args.check}: ok")
+    except (ImportError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     return 0
 
 
