@@ -1,12 +1,19 @@
 #!/usr/bin/env bash
-# The README's demo: everything the stack can do end to end on this machine, with no robot.
-# Today: make a tiny UWM checkpoint, then time a 10-step DDIM policy chunk on the CPU.
-# (The sim episode through the policy server lands with the control-loop issue.)
+# The README's demo: the whole stack end to end on this machine, with no robot and no GPU.
+#  1. a UWM checkpoint (tiny preset; random weights until a trained one is committed — the arm
+#     then moves but does not solve the task),
+#  2. `robot_client eval` starts a policy server on loopback, drives the MuJoCo Franka through
+#     the Polymetis-API stand-in with 3 sim cameras, 15 Hz receding horizon, records episodes,
+#  3. writes an HTML/Markdown report of the trials.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export MUJOCO_GL=${MUJOCO_GL:-egl}
-CKPT=runs/demo/tiny_ckpt
+CKPT=checkpoints/rice_cooker_tiny
 if [ ! -f "$CKPT/model.safetensors" ]; then
-  uwm_robot init --preset tiny --out "$CKPT"
+  CKPT=runs/demo/tiny_random
+  [ -f "$CKPT/model.safetensors" ] || uwm_robot init --preset tiny --out "$CKPT"
+  echo "[demo] no trained checkpoint in checkpoints/: using random weights ($CKPT)"
 fi
-uwm_robot bench --preset tiny --iters 10
+OUT=runs/demo/eval-$(date +%Y%m%d-%H%M%S)
+robot_client eval --task rice_cooker --condition ID --trials 2 --max-steps 150 --checkpoint "$CKPT" --out "$OUT"
+echo "[demo] open $OUT/report.html (episodes, videos and timing in $OUT/rice_cooker/ID/)"
