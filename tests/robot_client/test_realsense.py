@@ -412,13 +412,13 @@ def test_reader_counts_dropped_frames(rig):
     try:
         rig.next_frameset()  # warm-up outside the reader is fine: the reader takes what comes next
         t = time.time() * 1000.0
-        for i, n in enumerate([10, 11, 15, 16]):  # frames 12..14 never arrive
+        for i, n in enumerate([10, 11, 15, 16, 17]):  # frames 12..14 never arrive
             rig.inject(ts_ms=t + 33.3 * i, frame_number=n)
             time.sleep(0.02)
         deadline = time.monotonic() + 2
         while (reader.latest_info is None or reader.latest_info.frame_number < 16) and time.monotonic() < deadline:
             time.sleep(0.01)
-        assert reader.latest_info.frame_number == 16
+        assert reader.latest_info.frame_number >= 16
         assert reader.dropped_frames >= 3
     finally:
         reader.stop()
