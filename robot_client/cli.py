@@ -35,8 +35,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     robot = args.robot or settings.robot
     if robot == "franka":
-        print("robot_client run --robot franka: the Franka path needs Polymetis and RealSense; see docs/hardware.md",
-              file=sys.stderr)
         return _run_franka(args, settings)
     condition = args.condition.upper() if args.condition.lower() != "id" else "ID"
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -139,13 +137,27 @@ def cmd_bench_loop(args: argparse.Namespace) -> int:
 
 
 def _run_franka(args, settings) -> int:
-    try:
-        from robot_client.backends.polymetis import make_robot  # noqa: F401
-    except ImportError as e:
-        print(f"robot_client: {e}", file=sys.stderr)
-        return 2
-    print("robot_client: the Franka runner is not wired yet; use --robot sim", file=sys.stderr)
-    return 2
+    """Trials on the real arm; the operator ends each with s (success) / f (failure) / d (discard)."""
+    from robot_client.backends.polymetis import import_polymetis
+    from robot_client.keys import KeyListener
+    from robot_client.runner import OperatorLabel, TrialSpec, open_policy, run_franka_trial
+
+    import_polymetis()  # fail early, with its install message, before a server is started
+    condition = "ID" if args.condition.lower() == "id" else args.condition.upper()
+    out_root = Path(args.out) if getattr(args, "out", None) else Path(settings.out_root) / args.task / time.strftime("%Y%m%d-%H%M%S")
+    estop = EStop()
+    with open_policy(settings, args.server, args.token_file, args.checkpoint) as (policy, metadata):
+        for i in range(getattr(args, "trials", 1)):
+            label = OperatorLabel()
+            keys = {**label.handlers(), "e": lambda: estop.trip("operator key 'e'")}
+            print(f"[robot_client] trial {i}: s = success, f = failure, d = discard, e = E-STOP", flush=True)
+            with KeyListener(keys):
+                spec = TrialSpec(args.task, condition, args.seed + i, out_root / f"trial_{i:03d}", args.max_steps, args.operator)
+                r = run_franka_trial(spec, policy, metadata, settings, estop, label)
+            print(f"[robot_client] trial {i}: {r.reason} label={label.label}", flush=True)
+            if r.reason in ("estop", "interrupted"):
+                break
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -182,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         return int(args.func(args) or 0)
-    except (FileNotFoundError, ValueError, RuntimeError) as e:
+    except (FileNotFoundError, ValueError, RuntimeError, ImportError) as e:
         print(f"robot_client: {e}", file=sys.stderr)
         return 2
 

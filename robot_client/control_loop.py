@@ -103,7 +103,7 @@ class EpisodeResult:
 class ControlLoop:
     def __init__(self, robot, gripper, cameras: dict, clock, policy, action_path, config: LoopConfig,
                  image_shapes: dict[str, tuple[int, int]], n_obs_steps: int = 2, estop: EStop | None = None,
-                 success_check=None, on_step=None, on_chunk=None):
+                 success_check=None, on_step=None, on_chunk=None, stop_check=None):
         self.robot, self.gripper, self.cameras, self.clock = robot, gripper, cameras, clock
         self.policy = policy
         self.action_path = action_path
@@ -113,6 +113,7 @@ class ControlLoop:
         self.success_check = success_check
         self.on_step = on_step  # f(StepRecord, frames) for recording
         self.on_chunk = on_chunk  # f(Chunk) for recording
+        self.stop_check = stop_check  # f() -> reason to end the episode now (operator label) or None
         self.watchdog = ControllerWatchdog(robot)
         self.max_width = float(gripper.get_state().max_width) if hasattr(gripper.get_state(), "max_width") else 0.08
         self.stats = LoopStats()
@@ -211,6 +212,10 @@ class ControlLoop:
                         reason = "success"
                         step += 1
                         break
+                if self.stop_check is not None and (stop := self.stop_check()):
+                    reason = stop
+                    step += 1
+                    break
                 t_next += dt
                 now = self.clock.now()
                 if now > t_next + dt / 2:

@@ -156,3 +156,50 @@ def _jsonable(x):
     if isinstance(x, np.generic):
         return x.item()
     return x
+
+
+class OperatorLabel:
+    """Keys on the real robot: s = success, f = failure, d = discard (each ends the trial)."""
+
+    KEYS = {"s": "success", "f": "failure", "d": "discard"}
+
+    def __init__(self):
+        self.label: str | None = None
+
+    def handlers(self) -> dict:
+        return {k: (lambda v=v: setattr(self, "label", v)) for k, v in self.KEYS.items()}
+
+    def stop_reason(self) -> str | None:
+        return None if self.label is None else f"operator_{self.label}"
+
+
+def run_franka_trial(spec: TrialSpec, policy, metadata: dict, settings: ClientSettings, estop: EStop,
+                     label: OperatorLabel, robot_config=None, camera_config=None, record: bool = True) -> EpisodeResult:
+    """The same loop on the real arm: Polymetis + RealSense, wall clock, operator labels."""
+    from robot_client.backends.polymetis import make_robot
+    from robot_client.cameras.factory import make_cameras, start_cameras, stop_cameras
+    from robot_client.tasks import load_task
+
+    task = load_task(spec.task)
+    robot, gripper = make_robot("franka", robot_config)
+    shapes = camera_shapes(metadata)
+    cameras = make_cameras("realsense", camera_config)
+    start_cameras(cameras)
+    try:
+        max_steps = spec.max_steps or int(task.max_duration_s * task.control_hz)
+        cfg = loop_config(settings, task.control_hz, max_steps, lockstep=False, seed=None)
+        recorder = make_recorder(spec, metadata, shapes, {"instruction": task.instruction, "robot": "franka",
+                                                          "calibration": camera_config}, fps=task.control_hz) if record else None
+        loop = ControlLoop(robot, gripper, cameras, WallClock(), policy,
+                           make_action_path("cartesian_velocity", SafetyMonitor(settings.safety)), cfg, shapes,
+                           n_obs_steps=int(metadata.get("n_obs_steps", 2)), estop=estop,
+                           on_step=recorder.on_step if recorder else None,
+                           on_chunk=recorder.on_chunk if recorder else None, stop_check=label.stop_reason)
+        result = loop.run()
+        result.success = label.label == "success"
+        if recorder:
+            recorder.finish(success=None if label.label in (None, "discard") else result.success,
+                            decided_by="operator_key", reason=result.reason, stats=result.stats)
+        return result
+    finally:
+        stop_cameras(cameras)
