@@ -31,11 +31,9 @@ class SafetyConfig:
 
     @classmethod
     def from_dict(cls, data: dict, source: str = "safety config") -> "SafetyConfig":
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"{source}: unknown key(s) {unknown}; expected some of {sorted(known)}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+        from uwm_robot.typed_yaml import dataclass_from_mapping
+
+        return dataclass_from_mapping(cls, data, source)
 
 
 @dataclass

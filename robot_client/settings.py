@@ -6,9 +6,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from robot_client.safety import SafetyConfig
+from uwm_robot.typed_yaml import dataclass_from_mapping, read_yaml_mapping
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_PATH = REPO_ROOT / "configs" / "robot_client.yaml"
@@ -47,27 +46,9 @@ class ClientSettings:
         return p if p.is_absolute() else REPO_ROOT / p
 
 
-def _section(cls, data, where: str):
-    if data is None:
-        return cls()
-    if not isinstance(data, dict):
-        raise ValueError(f"{where}: expected a mapping, got {type(data).__name__}")
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ValueError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(known)}")
-    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
-
-
 def load_settings(path: str | Path = DEFAULT_PATH) -> ClientSettings:
-    path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as e:
-        raise ValueError(f"{path}: cannot read settings: {e}") from e
-    if not isinstance(raw, dict):
-        raise ValueError(f"{path}: expected a mapping at the top level")
+    raw = read_yaml_mapping(path, "robot_client settings")
     nested = {"control": ControlSettings, "sim": SimSettings, "safety": SafetyConfig}
-    sections = {k: _section(cls, raw.pop(k, None), f"{path}: {k}") for k, cls in nested.items()}
-    top = _section(ClientSettings, raw, str(path))
+    sections = {k: dataclass_from_mapping(cls, raw.pop(k, None) or {}, f"{path}: {k}") for k, cls in nested.items()}
+    top = dataclass_from_mapping(ClientSettings, raw, str(path))
     return dataclasses.replace(top, **sections)

@@ -17,3 +17,13 @@ def official_dir() -> Path:
     if not (OFFICIAL_DIR / "tiny_small" / "models.pt").is_file():
         pytest.skip(f"official reference data not found at {OFFICIAL_DIR} (expected ../shared/uwm_official beside the repo)")
     return OFFICIAL_DIR
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """A randomly initialised tiny-preset checkpoint in our format (made once per session)."""
+    from uwm_robot.checkpoint import init_checkpoint
+
+    out = tmp_path_factory.mktemp("ckpt") / "tiny"
+    init_checkpoint("tiny", out, seed=0)
+    return out

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
+from uwm_robot.typed_yaml import checked_fields, read_yaml_mapping
 
 log = logging.getLogger(__name__)
 
@@ -120,20 +120,10 @@ class FrankaConfig:
             raise ValueError(f"gripper.type must be robotiq_2f or franka_hand, got {self.gripper.type!r}")
 
 
-def _from_mapping(cls, data: dict, where: str):
-    if not isinstance(data, dict):
-        raise ValueError(f"{where}: expected a mapping, got {type(data).__name__}")
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ValueError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(known)}")
-    return {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
-
-
 def franka_config_from_dict(data: dict, where: str = "franka config") -> FrankaConfig:
-    values = _from_mapping(FrankaConfig, dict(data or {}), where)
+    values = checked_fields(FrankaConfig, dict(data or {}), where)
     if "gripper" in values:
-        values["gripper"] = GripperConfig(**_from_mapping(GripperConfig, values["gripper"] or {}, f"{where}: gripper"))
+        values["gripper"] = GripperConfig(**checked_fields(GripperConfig, values["gripper"] or {}, f"{where}: gripper"))
     try:
         return FrankaConfig(**values)
     except (TypeError, ValueError) as e:
@@ -142,12 +132,7 @@ def franka_config_from_dict(data: dict, where: str = "franka config") -> FrankaC
 
 def load_franka_config(path: str | Path = DEFAULT_CONFIG_PATH) -> FrankaConfig:
     """configs/franka.yaml -> FrankaConfig (unknown keys are errors naming the file and the key)."""
-    path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as e:
-        raise ValueError(f"{path}: cannot read the Franka config: {e}") from e
-    return franka_config_from_dict(raw, str(path))
+    return franka_config_from_dict(read_yaml_mapping(path, "Franka config"), str(path))
 
 
 # ---- gripper ---------------------------------------------------------------------------------------

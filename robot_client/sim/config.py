@@ -1,11 +1,10 @@
 """configs/sim.yaml -> SimConfig (unknown keys are errors that name the file and key)."""
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
+from uwm_robot.typed_yaml import dataclass_from_mapping, read_yaml_mapping
 
 DEFAULT_PATH = Path(__file__).resolve().parents[2] / "configs" / "sim.yaml"
 
@@ -23,14 +22,4 @@ class SimConfig:
 
 
 def load_sim_config(path: str | Path = DEFAULT_PATH) -> SimConfig:
-    path = Path(path)
-    raw = yaml.safe_load(path.read_text()) or {}
-    if not isinstance(raw, dict):
-        raise ValueError(f"{path}: expected a mapping at the top level")
-    known = {f.name for f in dataclasses.fields(SimConfig)}
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise ValueError(f"{path}: unknown key(s) {unknown}; allowed: {sorted(known)}")
-    if "camera_names" in raw:
-        raw["camera_names"] = tuple(raw["camera_names"])
-    return SimConfig(**raw)
+    return dataclass_from_mapping(SimConfig, read_yaml_mapping(path, "sim config"), str(path))

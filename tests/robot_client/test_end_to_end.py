@@ -7,15 +7,8 @@ import sys
 
 import pytest
 
-from uwm_robot.checkpoint import init_checkpoint
 from uwm_robot.episode import load_episode
 
-
-@pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory):
-    out = tmp_path_factory.mktemp("ckpt") / "tiny"
-    init_checkpoint("tiny", out, seed=0)
-    return out
 
 
 def test_run_one_episode_through_a_real_server(tiny_checkpoint, tmp_path):

@@ -6,14 +6,7 @@ import sys
 
 import pytest
 
-from uwm_robot.checkpoint import init_checkpoint
 
-
-@pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory):
-    out = tmp_path_factory.mktemp("ckpt") / "tiny"
-    init_checkpoint("tiny", out, seed=1)
-    return out
 
 
 def run_eval(ckpt, out):
