@@ -14,8 +14,9 @@ of microseconds per call.
 Failures. A structured server error (`ErrorReply`) raises `PolicyServerError` (code, message,
 field) at once: it is deterministic, a retry would get the same answer. A transport failure
 (timeout, lost heartbeat, zmq error) closes the connection, waits with exponential backoff,
-reconnects, repeats the handshake (refusing a server whose checkpoint or protocol changed) and
-retries, `retries` times at most; then `PolicyConnectionError`.
+reconnects and retries, `retries` times at most; then `PolicyConnectionError`. Every reply names
+the server instance; when it changes (the server restarted), the client repeats the handshake
+and refuses to go on if the checkpoint, normaliser or observation layout changed.
 
 Timing. Every call records round trip (client clock), server time (received -> reply ready, on
 the server's clock) and their difference, the transport overhead (packing, zmq, hand-offs).
@@ -258,8 +259,6 @@ class PolicyClient:
         for attempt in range(self.retries + 1):
             generation = self._generation
             try:
-                if method != "hello" and attempt > 0:
-                    self._handshake(timeout)  # the server may have restarted with another model
                 reply_blob, rt_ms = self._roundtrip(method, blob, timeout)
             except errors as e:
                 last = e
