@@ -41,11 +41,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     out_root = Path(args.out) if args.out else Path(settings.out_root) / args.task / stamp
     estop = EStop()
     results = []
+    live = None
+    if args.live or args.live_save:
+        from robot_client.live_view import LiveView
+
+        live = LiveView(spawn=args.live, save_path=args.live_save)
     with open_policy(settings, args.server, args.token_file, args.checkpoint) as (policy, metadata), \
             KeyListener({"e": lambda: estop.trip("operator key 'e'"), " ": lambda: estop.trip("operator key space")}):
         for i in range(args.trials):
             spec = TrialSpec(args.task, condition, args.seed + i, out_root / f"trial_{i:03d}", args.max_steps, args.operator)
-            result = run_sim_trial(spec, policy, metadata, settings, estop, realtime=args.realtime)
+            result = run_sim_trial(spec, policy, metadata, settings, estop, realtime=args.realtime, live_view=live)
             results.append(result)
             s = result.stats
             print(f"[robot_client] trial {i} seed={spec.seed} {condition}: {result.reason} success={result.success} "
@@ -169,6 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
     _common_policy_args(run)
     run.add_argument("--trials", type=int, default=1)
     run.add_argument("--out", default=None, help="episode root (default: rollouts/<task>/<time>/)")
+    run.add_argument("--live", action="store_true", help="stream cameras, state and actions to a Rerun viewer")
+    run.add_argument("--live-save", default=None, help="also write the live stream to this .rrd file")
     run.set_defaults(func=cmd_run)
 
     ev = sub.add_parser("eval", help="ID/OOD evaluation: N trials per condition, resumable, then a report")

@@ -110,8 +110,21 @@ def make_recorder(spec: TrialSpec, metadata: dict, shapes: dict, extra_meta: dic
     return EpisodeWriter(spec.out_dir, meta, shapes, fps=fps)
 
 
+def fan_out(observers: list, method: str):
+    """One callback that calls `method` on every observer (recorder, live view) in order."""
+    calls = [getattr(o, method) for o in observers if o is not None]
+    if not calls:
+        return None
+
+    def call_all(*args) -> None:
+        for call in calls:
+            call(*args)
+
+    return call_all
+
+
 def run_sim_trial(spec: TrialSpec, policy, metadata: dict, settings: ClientSettings, estop: EStop,
-                  realtime: bool = False, record: bool = True) -> EpisodeResult:
+                  realtime: bool = False, record: bool = True, live_view=None) -> EpisodeResult:
     from robot_client.sim.env import SimEnv
 
     shapes = camera_shapes(metadata)
@@ -132,8 +145,8 @@ def run_sim_trial(spec: TrialSpec, policy, metadata: dict, settings: ClientSetti
         loop = ControlLoop(env.robot, env.gripper, env.cameras, clock, policy,
                            make_action_path("cartesian_velocity", SafetyMonitor(settings.safety)), cfg, shapes,
                            n_obs_steps=int(metadata.get("n_obs_steps", 2)), estop=estop, success_check=env.check_success,
-                           on_step=recorder.on_step if recorder else None,
-                           on_chunk=recorder.on_chunk if recorder else None)
+                           on_step=fan_out([recorder, live_view], "on_step"),
+                           on_chunk=fan_out([recorder, live_view], "on_chunk"))
         t0 = time.monotonic()
         result = loop.run()
         result.stats["wall_s"] = time.monotonic() - t0
