@@ -304,7 +304,7 @@ def write_report(eval_dir: str | Path, title: str | None = None) -> tuple[Path, 
     videos = {t.path: _videos(t, eval_dir) for t in trials}
     n_counted = sum(t.counted for t in trials)
     n_excl = len(trials) - n_counted
-    checkpoints = sorted({str((t.meta.get("checkpoint") or {}).get("id")) for t in trials})
+    checkpoints = sorted({str(_checkpoint_id(t.meta)) for t in trials})
 
     # ---- markdown
     md = [f"# {title}", "",
@@ -378,6 +378,13 @@ def write_report(eval_dir: str | Path, title: str | None = None) -> tuple[Path, 
     html_path = eval_dir / "report.html"
     html_path.write_text("\n".join(h))
     return html_path, md_path
+
+
+def _checkpoint_id(meta: dict):
+    ck = meta.get("checkpoint")
+    if isinstance(ck, dict) and ck.get("id"):
+        return ck["id"]
+    return meta.get("checkpoint_id") or ck
 
 
 def _outcome(t: Trial) -> str:
