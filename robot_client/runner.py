@@ -102,9 +102,8 @@ def make_recorder(spec: TrialSpec, metadata: dict, shapes: dict, extra_meta: dic
         "condition": spec.condition,
         "seed": spec.seed,
         "operator": spec.operator,
-        "checkpoint_id": metadata.get("checkpoint_id"),
-        "checkpoint_hash": metadata.get("checkpoint_hash"),
-        "server_metadata": metadata,
+        "checkpoint": {"id": metadata.get("checkpoint_id"), "hash": metadata.get("checkpoint_hash")},
+        "server": metadata,
         **extra_meta,
     }
     return EpisodeWriter(spec.out_dir, meta, shapes, fps=fps)

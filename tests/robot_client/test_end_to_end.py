@@ -23,7 +23,7 @@ def test_run_one_episode_through_a_real_server(tiny_checkpoint, tmp_path):
     ep = load_episode(out / "trial_000")
     meta = ep.meta
     assert meta["task"] == "rice_cooker" and meta["condition"] == "ID" and meta["seed"] == 3
-    assert meta["checkpoint_hash"] == json.loads((tiny_checkpoint / "meta.json").read_text())["checkpoint_hash"]
+    assert meta["checkpoint"]["hash"] == json.loads((tiny_checkpoint / "meta.json").read_text())["checkpoint_hash"]
     assert meta["outcome"]["reason"] == "timeout" and meta["num_steps"] == 45
     stats = meta["loop_stats"]
     assert stats["chunks"] >= 4 and stats["idle_s"] == 0.0 and stats["inference_ms_p50"] > 0
