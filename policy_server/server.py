@@ -90,15 +90,14 @@ class Batcher:
         self._overlap_until = 0.0
         self._task = gevent.spawn(self._run)
 
-    def submit(self, job: Job) -> Job:
-        """Blocks the calling greenlet (only) until the job is done; re-raises its error."""
+    def submit(self, job: Job) -> Any:
+        """The job's output; blocks the calling greenlet (only) until it is done; re-raises its error."""
         if self.in_flight:  # requests overlap: for a while, let each batch wait for partners
             self._overlap_until = time.monotonic() + self.OVERLAP_MEMORY_S
         self.in_flight += 1
         try:
             self.queue.put(job)
-            job.result.get()
-            return job
+            return job.result.get()
         finally:
             self.in_flight -= 1
 
@@ -297,10 +296,10 @@ class PolicyService:
             }
         )
 
-    def _run(self, kind: str, request: InferRequest, received: int, **args: Any) -> Job:
+    def _run(self, kind: str, request: InferRequest, received: int, **args: Any) -> tuple[Job, dict]:
         request.validate_against(self.meta)
-        job = self.batcher.submit(Job(kind, {"images": _batched(request.images), "seed": request.seed, **args}, received))
-        return job
+        job = Job(kind, {"images": _batched(request.images), "seed": request.seed, **args}, received)
+        return job, self.batcher.submit(job)
 
     def _timing(self, job: Job) -> dict:
         sent = time.monotonic_ns()
@@ -316,8 +315,7 @@ class PolicyService:
         self.latency.add(inference_ms=t.inference_ms, queue_ms=t.queue_ms, server_ms=t.server_ms)
         return t.to_wire()
 
-    def _actions(self, job: Job, request: InferRequest) -> Message:
-        out = job.result.get()
+    def _actions(self, request: InferRequest, job: Job, out: dict) -> Message:
         return ActionChunkReply(
             request_id=request.request_id,
             actions=out["actions"][0],
@@ -328,8 +326,7 @@ class PolicyService:
             server_instance=self.instance,
         )
 
-    def _frames(self, job: Job, request: InferRequest) -> Message:
-        out = job.result.get()
+    def _frames(self, request: InferRequest, job: Job, out: dict) -> Message:
         return FramesReply(
             request_id=request.request_id,
             frames={cam: f[0] for cam, f in out["frames"].items()},
@@ -340,18 +337,17 @@ class PolicyService:
         )
 
     def _infer(self, request: Any, received: int) -> Message:
-        return self._actions(self._run("policy", request, received), request)
+        return self._actions(request, *self._run("policy", request, received))
 
     def _inverse(self, request: Any, received: int) -> Message:
-        job = self._run("inverse", request, received, goal_images=_batched(request.goal_images))
-        return self._actions(job, request)
+        return self._actions(request, *self._run("inverse", request, received, goal_images=_batched(request.goal_images)))
 
     def _predict_future(self, request: Any, received: int) -> Message:
-        job = self._run("predict_future", request, received, actions_raw=request.actions_raw[None].astype(np.float32))
-        return self._frames(job, request)
+        actions_raw = request.actions_raw[None].astype(np.float32)
+        return self._frames(request, *self._run("predict_future", request, received, actions_raw=actions_raw))
 
     def _imagine(self, request: Any, received: int) -> Message:
-        return self._frames(self._run("imagine", request, received), request)
+        return self._frames(request, *self._run("imagine", request, received))
 
 
 def _batched(images: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

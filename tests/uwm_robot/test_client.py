@@ -151,7 +151,7 @@ def test_reconnects_after_a_restart_and_refuses_a_different_model(server, checkp
         first_instance = client.server_info["instance"]
         assert server.stop() == 0
         with pytest.raises(PolicyConnectionError, match="no answer"):
-            client.infer(images, seed=9)  # nobody there: timeouts, backoff, then a clear error
+            client.infer(images, seed=9, timeout=0.4)  # nobody there: timeouts, backoff, then a clear error
         assert client.reconnects == 3
         with LocalServer(checkpoint, bind=bind, log_path=tmp_path / "b.log"):
             # Same model after the restart: the client notices the new instance, re-checks hello, goes on.
