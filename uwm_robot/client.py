@@ -1,39 +1,41 @@
-"""`PolicyClient`: talks to `policy_server` over zerorpc. No torch (numpy, msgpack, zerorpc).
+"""`PolicyClient`: talks to `policy_server`. No torch and no gevent (numpy, msgpack, pyzmq).
 
-Threads. zerorpc runs on gevent, and gevent objects belong to the thread (hub) that made them;
-the robot's control loop calls the policy from ordinary threads. So each `PolicyClient` owns one
-daemon thread with its own gevent hub, and every zerorpc socket lives and is used only there.
-A call from any thread packs its request, hands a closure to that thread through the hub's
-async watcher (`loop.async_().send()`, the one thread-safe way into a gevent hub) and waits on
-a `concurrent.futures.Future`. Several threads may call at once: each call becomes a greenlet
-and zerorpc multiplexes them on one connection. The real zerorpc client does the wire format,
-heartbeats and channel bookkeeping, so nothing of its protocol is re-implemented here (a plain
-zmq socket would have to answer heartbeats itself during long calls). The hand-off costs tens
-of microseconds per call.
+Transport. The server is a zerorpc server. The client speaks zerorpc's wire format (v3) itself
+on a plain zmq DEALER socket: one frame `msgpack([{"message_id", "v": 3}, method, [arg]])` out,
+replies `OK` / `ERR` (and `_zpc_hb` heartbeats) routed back by `response_to`. While it waits,
+it sends `_zpc_hb` every `heartbeat_s`, as zerorpc clients do, so the server never drops a long
+call. Why not zerorpc's own client: it runs on gevent, whose objects belong to the thread (hub)
+that made them, while the robot's control loop calls the policy from ordinary threads. Running
+it in a private gevent thread works (an earlier version did) but costs two thread hand-offs and
+zerorpc's greenlet machinery per call, ~0.7 ms of the ~2-3 ms loopback overhead for a 1 MB
+observation measured here, and it puts gevent into the robot process. The plain socket is used
+only by the thread that calls: each calling thread gets its own socket (thread-local), so any
+thread may call, several at once, with no locks on the request path.
 
 Failures. A structured server error (`ErrorReply`) raises `PolicyServerError` (code, message,
 field) at once: it is deterministic, a retry would get the same answer. A transport failure
-(timeout, lost heartbeat, zmq error) closes the connection, waits with exponential backoff,
-reconnects and retries, `retries` times at most; then `PolicyConnectionError`. Every reply names
-the server instance; when it changes (the server restarted), the client repeats the handshake
-and refuses to go on if the checkpoint, normaliser or observation layout changed.
+(timeout, zmq error) closes that thread's socket, waits with exponential backoff, reconnects and
+retries, `retries` times at most; then `PolicyConnectionError`. Every reply names the server
+instance; when it changes (the server restarted), the client repeats the handshake and refuses
+to go on if the checkpoint, normaliser or observation layout changed.
 
 Timing. Every call records round trip (client clock), server time (received -> reply ready, on
-the server's clock) and their difference, the transport overhead (packing, zmq, hand-offs).
+the server's clock) and their difference, the transport overhead (zmq, loopback, zerorpc
+framing on the server).
 """
 
 from __future__ import annotations
 
 import collections
-import concurrent.futures
 import itertools
 import os
 import threading
 import time
 import uuid
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
+import msgpack
 import numpy as np
 
 from .protocol import (
@@ -86,67 +88,72 @@ class CallTiming:
     reply_bytes: int = 0
 
 
-class _GeventThread:
-    """A daemon thread running a gevent hub; `call(fn)` runs fn() there and returns its result."""
+class _TransportError(ConnectionError):
+    """No reply in time, or the socket failed: retried after a reconnect."""
 
-    def __init__(self, name: str):
-        self._jobs: collections.deque = collections.deque()
-        self._ready = threading.Event()
-        self._async = None
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._main, name=name, daemon=True)
-        self._thread.start()
-        self._ready.wait()
-        if self._error is not None:
-            raise self._error
 
-    def _main(self) -> None:
+class _RemoteError(RuntimeError):
+    """The zerorpc layer answered ERR (e.g. an unknown method): not our protocol's ErrorReply."""
+
+    def __init__(self, name: str, message: str):
+        super().__init__(f"{name}: {message}")
+        self.name, self.message = name, message
+
+
+class _Wire:
+    """One zmq DEALER socket speaking zerorpc's wire format; used by one thread only."""
+
+    def __init__(self, address: str, heartbeat_s: float | None):
+        import zmq
+
+        self.zmq = zmq
+        self.sock = zmq.Context.instance().socket(zmq.DEALER)
+        self.sock.setsockopt(zmq.LINGER, 0)  # closing never waits for unsent requests
+        self.sock.connect(address)
+        self.heartbeat_s = heartbeat_s
+
+    def _send(self, header: dict, name: str, args: tuple) -> None:
+        blob = msgpack.packb([header, name, list(args)], use_bin_type=True)
         try:
-            import gevent
-            import gevent.event
+            self.sock.send_multipart([b"", blob], flags=self.zmq.NOBLOCK, copy=False)
+        except self.zmq.ZMQError as e:
+            raise _TransportError(f"cannot send: {e}") from None
 
-            hub = gevent.get_hub()
-            self._async = hub.loop.async_()
-            wake = gevent.event.Event()
-            self._async.start(wake.set)
-        except BaseException as e:  # e.g. gevent missing: report to the constructor
-            self._error = e
-            self._ready.set()
-            return
-        self._ready.set()
+    def call(self, method: str, arg: Any, timeout: float) -> Any:
+        mid = uuid.uuid4().hex
+        self._send({"message_id": mid, "v": 3}, method, (arg,))
+        now = time.monotonic()
+        deadline = now + timeout
+        next_hb = now + self.heartbeat_s if self.heartbeat_s else float("inf")
         while True:
-            wake.wait()
-            wake.clear()
-            while self._jobs:
-                fn, fut = self._jobs.popleft()
-                if fn is None:
-                    self._async.stop()
-                    hub.destroy(destroy_loop=True)
-                    fut.set_result(None)
-                    return
-                gevent.spawn(self._run, fn, fut)
+            wait = min(deadline, next_hb) - now
+            try:
+                ready = self.sock.poll(max(0, int(wait * 1000) + 1), self.zmq.POLLIN)
+                frames = self.sock.recv_multipart(copy=False) if ready else None
+            except self.zmq.ZMQError as e:
+                raise _TransportError(f"socket failed: {e}") from None
+            if frames is not None:
+                try:
+                    header, name, args = msgpack.unpackb(frames[-1].buffer, raw=False)
+                except Exception:
+                    continue  # not a zerorpc event: ignore it, as zerorpc does
+                if not isinstance(header, dict) or header.get("response_to") != mid:
+                    continue  # a late reply to an abandoned call
+                if name == "OK":
+                    return args[0]
+                if name == "ERR":
+                    err = list(args) + ["", ""]
+                    raise _RemoteError(str(err[0]), str(err[1]))
+                continue  # _zpc_hb: the server is alive and working on it
+            now = time.monotonic()
+            if now >= deadline:
+                raise _TransportError(f"no reply within {timeout:g} s")
+            if now >= next_hb:
+                self._send({"message_id": uuid.uuid4().hex, "v": 3, "response_to": mid}, "_zpc_hb", (0,))
+                next_hb = now + self.heartbeat_s
 
-    @staticmethod
-    def _run(fn: Callable[[], Any], fut: concurrent.futures.Future) -> None:
-        if not fut.set_running_or_notify_cancel():
-            return
-        try:
-            fut.set_result(fn())
-        except BaseException as e:
-            fut.set_exception(e)
-
-    def submit(self, fn: Callable[[], Any] | None) -> concurrent.futures.Future:
-        if not self._thread.is_alive():
-            raise PolicyConnectionError("the client's network thread has stopped (client closed?)")
-        fut: concurrent.futures.Future = concurrent.futures.Future()
-        self._jobs.append((fn, fut))
-        self._async.send()
-        return fut
-
-    def stop(self, timeout: float = 5.0) -> None:
-        if self._thread.is_alive():
-            self.submit(None).result(timeout)
-            self._thread.join(timeout)
+    def close(self) -> None:
+        self.sock.close(linger=0)
 
 
 class PolicyClient:
@@ -187,83 +194,62 @@ class PolicyClient:
         self._prefix = uuid.uuid4().hex[:8]
         self._lock = threading.Lock()
         self._failures = 0  # consecutive transport failures (drives the backoff)
-        self._generation = 0  # bumped on every reconnect
-        self._zclient = None  # lives in (and is only touched from) the gevent thread
+        self._local = threading.local()  # each calling thread's _Wire
+        self._wires: list[_Wire] = []
         self._closed = False
-        self._net = _GeventThread(f"PolicyClient[{address}]")
 
-    # ---- connection (runs in the gevent thread) -----------------------------------------------
-    def _open(self) -> None:
-        import zerorpc
-        import zmq
+    # ---- connection (per calling thread) -----------------------------------------------------
+    def _wire(self) -> _Wire:
+        wire = getattr(self._local, "wire", None)
+        if wire is None:
+            wire = self._local.wire = _Wire(self.address, self.heartbeat_s)
+            with self._lock:
+                self._wires.append(wire)
+        return wire
 
-        z = zerorpc.Client(timeout=self.timeout_s, heartbeat=self.heartbeat_s)
-        z._events.setsockopt(zmq.LINGER, 0)  # closing never waits for unsent requests
-        z.connect(self.address)
-        self._zclient = z
+    def _drop_wire(self) -> None:
+        wire = getattr(self._local, "wire", None)
+        if wire is not None:
+            self._local.wire = None
+            with self._lock:
+                self._wires.remove(wire)
+            wire.close()
 
-    def _drop(self) -> None:
-        if self._zclient is not None:
-            try:
-                self._zclient.close()
-            finally:
-                self._zclient = None
-
-    def _send(self, method: str, blob: bytes, timeout: float) -> bytes:
-        if self._zclient is None:
-            self._open()
-        return self._zclient(method, blob, timeout=timeout)
-
-    # ---- plumbing ----------------------------------------------------------------------------
     def _new_id(self) -> str:
         return f"{self._prefix}-{next(self._ids)}"
 
-    def _transport_errors(self) -> tuple[type[BaseException], ...]:
-        import zerorpc
-        import zmq
-
-        return (zerorpc.TimeoutExpired, zerorpc.LostRemote, zmq.ZMQError, concurrent.futures.TimeoutError)
-
-    def _roundtrip(self, method: str, blob: bytes, timeout: float | None) -> tuple[bytes, float]:
+    def _roundtrip(self, method: str, payload: Any, timeout: float | None) -> tuple[Any, float]:
         timeout = self.timeout_s if timeout is None else float(timeout)
-        import zerorpc
-
         t0 = time.perf_counter()
-        fut = self._net.submit(lambda: self._send(method, blob, timeout))
         try:
-            reply = fut.result(timeout + 5.0)  # zerorpc times out first; this only guards a dead thread
-        except zerorpc.RemoteError as e:  # zerorpc-level failure: not our protocol's ErrorReply
+            reply = self._wire().call(method, payload, timeout)
+        except _RemoteError as e:
             code = ErrorCode.UNKNOWN_METHOD if e.name == "NameError" else ErrorCode.INTERNAL
-            raise PolicyServerError(code, f"{method}: the server raised {e.name}: {e.msg}") from None
+            raise PolicyServerError(code, f"{method}: the server raised {e.name}: {e.message}") from None
         return reply, (time.perf_counter() - t0) * 1e3
 
-    def _reconnect(self, generation: int) -> None:
-        """Close, back off, reopen (once per failure, whichever thread gets here first)."""
+    def _reconnect(self) -> None:
+        """Close this thread's socket and back off (exponentially over consecutive failures)."""
+        self._drop_wire()
         with self._lock:
-            if generation != self._generation:  # another thread already reconnected
-                return
             self._failures += 1
-            delay = min(self.backoff_max_s, self.backoff_initial_s * 2 ** (self._failures - 1))
-            self._net.submit(self._drop).result(self.timeout_s)
-            time.sleep(delay)
-            self._generation += 1
             self.reconnects += 1
+            delay = min(self.backoff_max_s, self.backoff_initial_s * 2 ** (self._failures - 1))
+        time.sleep(delay)
 
     def _call(self, method: str, request: Message, expected: type[Message], timeout: float | None = None) -> tuple[Message, CallTiming]:
         if self._closed:
             raise PolicyConnectionError("the client is closed")
         request.token = self.token
         blob = request.pack()
-        errors = self._transport_errors()
         last: BaseException | None = None
         for attempt in range(self.retries + 1):
-            generation = self._generation
             try:
                 reply_blob, rt_ms = self._roundtrip(method, blob, timeout)
-            except errors as e:
+            except _TransportError as e:
                 last = e
                 if attempt < self.retries:
-                    self._reconnect(generation)
+                    self._reconnect()
                 continue
             self._failures = 0
             reply = decode_reply(reply_blob, expected)
@@ -420,7 +406,7 @@ class PolicyClient:
         return reply.stats
 
     def send_raw(self, method: str, payload: Any, timeout: float | None = None) -> Any:
-        """Send any zerorpc argument as is; returns the decoded reply (a dict) (tests, diagnostics)."""
+        """Send any argument as is (no retries); returns the decoded reply (tests, diagnostics)."""
         reply_blob, _ = self._roundtrip(method, payload, timeout)
         return unpackb(reply_blob)
 
@@ -437,13 +423,14 @@ class PolicyClient:
 
     # ---- lifetime ----------------------------------------------------------------------------
     def close(self) -> None:
+        """Close every thread's socket (call it when no call is in flight)."""
         if self._closed:
             return
         self._closed = True
-        try:
-            self._net.submit(self._drop).result(5.0)
-        finally:
-            self._net.stop()
+        with self._lock:
+            wires, self._wires = self._wires, []
+        for wire in wires:
+            wire.close()
 
     def __enter__(self) -> "PolicyClient":
         return self
