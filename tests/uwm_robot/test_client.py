@@ -140,13 +140,44 @@ def test_no_server_times_out_with_backoff_and_a_clear_error():
         assert 3 * 0.3 + 0.05 + 0.1 - 0.05 <= elapsed < 10
 
 
+SLOW_ZERORPC_SERVER = """
+import sys, gevent, zerorpc
+class Slow:
+    def slow(self, x):
+        gevent.sleep(1.0)
+        return x
+server = zerorpc.Server(Slow(), heartbeat=0.1)
+server.bind(sys.argv[1])
+print("ready", flush=True)
+server.run()
+"""
+
+
+def test_heartbeats_keep_a_long_call_alive_on_a_zerorpc_server():
+    """The client's own zerorpc framing against zerorpc itself: a server with a 0.1 s heartbeat
+    drops a 1 s call whose caller sends no heartbeats, and answers one that does."""
+    address = f"tcp://127.0.0.1:{free_port()}"
+    proc = subprocess.Popen([sys.executable, "-c", SLOW_ZERORPC_SERVER, address], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        with PolicyClient(address, timeout_s=3.0, retries=0, heartbeat_s=0.1) as client:
+            reply, ms = client._roundtrip("slow", b"payload", None)
+            assert reply == b"payload" and ms >= 1000
+        with PolicyClient(address, timeout_s=2.0, retries=0, heartbeat_s=None) as silent:
+            with pytest.raises(ConnectionError, match="no reply within 2 s"):
+                silent._roundtrip("slow", b"payload", None)
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 def test_reconnects_after_a_restart_and_refuses_a_different_model(server, checkpoint, local_policy, tmp_path):
     """Last in this module: restarts the module's server."""
     bind = server.address
     meta = local_policy.metadata()
     images, _ = random_observation(meta, 5)
     want = expected_actions(local_policy, images, 9)
-    with PolicyClient(bind, timeout_s=2.0, retries=3, backoff_initial_s=0.05) as client:
+    with PolicyClient(bind, timeout_s=5.0, retries=3, backoff_initial_s=0.05) as client:
         assert np.array_equal(client.infer(images, seed=9)["actions"], want)
         first_instance = client.server_info["instance"]
         assert server.stop() == 0
