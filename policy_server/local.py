@@ -110,10 +110,6 @@ class LocalServer:
         for line in self.proc.stdout:
             self.stdout_tail = (self.stdout_tail + [line])[-100:]
 
-    @property
-    def port(self) -> int:
-        return int(self.address.rsplit(":", 1)[1])
-
     def stop(self, timeout_s: float = 15.0) -> int:
         """SIGTERM, then SIGKILL after `timeout_s`; returns the exit status."""
         if self.proc.poll() is None:

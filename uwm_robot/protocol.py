@@ -32,7 +32,6 @@ PROTOCOL_VERSION = 1
 DEFAULT_PORT = 4242
 DEFAULT_ADDRESS = f"tcp://127.0.0.1:{DEFAULT_PORT}"
 DEFAULT_MAX_MESSAGE_BYTES = 16 << 20  # a droid observation is ~1 MiB
-METHODS = ("hello", "infer", "predict_future", "imagine", "inverse", "stats")
 
 _ND_KEY = "__ndarray__"
 _DTYPE_RE = re.compile(r"^[<>|=]?[biufc][0-9]{1,2}$")
@@ -495,6 +494,7 @@ class ErrorReply(Message):
         check_str(self.request_id, "request_id", optional=True)
 
 
+# The zerorpc methods and the request each takes.
 REQUESTS: dict[str, type[Request]] = {
     "hello": HelloRequest,
     "infer": InferRequest,
@@ -502,13 +502,6 @@ REQUESTS: dict[str, type[Request]] = {
     "imagine": ImagineRequest,
     "inverse": InverseRequest,
     "stats": StatsRequest,
-}
-REPLIES: dict[str, type[Message]] = {
-    "hello": HelloReply,
-    "actions": ActionChunkReply,
-    "frames": FramesReply,
-    "stats": StatsReply,
-    "error": ErrorReply,
 }
 
 
@@ -532,11 +525,9 @@ __all__ = [
     "ImagineRequest",
     "InferRequest",
     "InverseRequest",
-    "METHODS",
     "PROTOCOL_VERSION",
     "PredictFutureRequest",
     "ProtocolError",
-    "REPLIES",
     "REQUESTS",
     "ServerTiming",
     "StatsReply",

@@ -112,16 +112,19 @@ class UWMSampler:
         return next(iter(images.values())).shape[0]
 
     # ---- the five modes (RNG draws in the official order) ------------------------------------
-    @torch.no_grad()
-    def policy(self, images, seed: int | None = None) -> torch.Tensor:
-        """p(a | o): normalised action chunk (B, action_len, action_dim)."""
+    def _policy_inputs(self, images, seed: int | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Condition, action noise and (held) latent noise of one policy request."""
         images = self.as_images(images)
         gen = make_generator(seed)
         cond = self.model.obs_encoder.encode_curr_obs(images)
         a_shape, o_shape = self._shapes(self._batch(images))
-        action, latents = self._noise(a_shape, gen), self._noise(o_shape, gen)
+        return cond, self._noise(a_shape, gen), self._noise(o_shape, gen)
+
+    @torch.no_grad()
+    def policy(self, images, seed: int | None = None) -> torch.Tensor:
+        """p(a | o): normalised action chunk (B, action_len, action_dim)."""
         spec = DenoiseSpec(True, False, obs_t=self.cfg.marginal_timestep)
-        return self.denoiser.run(cond, action, latents, spec)[0]
+        return self.denoiser.run(*self._policy_inputs(images, seed), spec)[0]
 
     @torch.no_grad()
     def policy_batch(self, requests: Sequence[tuple[dict, int | None]]) -> list[torch.Tensor]:
@@ -135,18 +138,10 @@ class UWMSampler:
         """
         if not requests:
             return []
-        if not hasattr(self.denoiser, "modulations"):
+        if isinstance(self.denoiser, Denoiser):
             return [self.policy(images, seed=seed) for images, seed in requests]
-        conds, actions, latents, groups = [], [], [], []
-        for images, seed in requests:
-            images = self.as_images(images)
-            gen = make_generator(seed)
-            b = self._batch(images)
-            conds.append(self.model.obs_encoder.encode_curr_obs(images))
-            a_shape, o_shape = self._shapes(b)
-            actions.append(self._noise(a_shape, gen))
-            latents.append(self._noise(o_shape, gen))
-            groups.append(b)
+        conds, actions, latents = zip(*(self._policy_inputs(images, seed) for images, seed in requests))
+        groups = [c.shape[0] for c in conds]
         spec = DenoiseSpec(True, False, obs_t=self.cfg.marginal_timestep)
         out = self.denoiser.run(torch.cat(conds), torch.cat(actions), torch.cat(latents), spec, groups=groups)[0]
         return list(out.split(groups))
