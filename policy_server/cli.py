@@ -9,6 +9,11 @@
 line, `READY <endpoint> checkpoint=... cameras=... image=HxW ...`, and serves until SIGINT or
 SIGTERM. A bind port of 0 picks a free port (the READY line says which).
 User errors (bad checkpoint, bad flags, port in use) print one line and exit with status 2.
+
+Auth: with `--token-file`, every call must carry that token (compared with
+`hmac.compare_digest`). It authenticates, it does not encrypt: traffic is plain TCP, for a lab
+network or an SSH/WireGuard tunnel. Binding anything but loopback without a token is refused
+unless `--insecure`.
 """
 
 from __future__ import annotations
@@ -16,7 +21,6 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import logging
-import os
 import stat
 import sys
 import warnings
