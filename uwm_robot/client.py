@@ -167,14 +167,16 @@ class PolicyClient:
         retries: int = 2,
         backoff_initial_s: float = 0.05,
         backoff_max_s: float = 2.0,
-        heartbeat_s: float = 5.0,
+        heartbeat_s: float | None = 2.0,
         expect: Mapping[str, Any] | None = None,
         validate: bool = True,
         client_name: str | None = None,
         timing_window: int = 10_000,
     ):
         """`expect`: metadata values the server must have (e.g. `{"checkpoint_hash": ...}`);
-        `validate`: check observations against the server's metadata before sending."""
+        `validate`: check observations against the server's metadata before sending;
+        `heartbeat_s`: how often a waiting call tells the server it is still there (zerorpc drops a
+        call after two of its own heartbeat periods, 5 s by default, without one; keep it shorter)."""
         self.address = address
         self.token = token
         self.timeout_s = float(timeout_s)

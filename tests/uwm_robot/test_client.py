@@ -160,7 +160,8 @@ def test_heartbeats_keep_a_long_call_alive_on_a_zerorpc_server():
     proc = subprocess.Popen([sys.executable, "-c", SLOW_ZERORPC_SERVER, address], stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout.readline().strip() == "ready"
-        with PolicyClient(address, timeout_s=3.0, retries=0, heartbeat_s=0.1) as client:
+        # Beats 3x as often as the server's period: its patience (2 periods) then has slack for jitter.
+        with PolicyClient(address, timeout_s=3.0, retries=0, heartbeat_s=0.033) as client:
             reply, ms = client._roundtrip("slow", b"payload", None)
             assert reply == b"payload" and ms >= 1000
         with PolicyClient(address, timeout_s=2.0, retries=0, heartbeat_s=None) as silent:
