@@ -23,7 +23,8 @@ def quat_wxyz_to_xyzw(quat_wxyz) -> np.ndarray:
     return np.array([q[1], q[2], q[3], q[0]])
 
 
-def _check_vector(name: str, value, size: int) -> np.ndarray:
+def check_vector(name: str, value, size: int) -> np.ndarray:
+    """`value` as a float vector of `size` finite entries, or a ValueError naming `name`."""
     arr = np.asarray(value, dtype=float).reshape(-1)
     if arr.shape != (size,):
         raise ValueError(f"{name} must have {size} elements, got shape {np.shape(value)}")
@@ -45,7 +46,7 @@ class PandaKinematics:
         self._jacr = np.zeros((3, self.model.nv))
 
     def _set(self, q) -> None:
-        self.data.qpos[:7] = _check_vector("joint positions", q, 7)
+        self.data.qpos[:7] = check_vector("joint positions", q, 7)
         mujoco.mj_kinematics(self.model, self.data)
 
     def forward_kinematics(self, q) -> tuple[np.ndarray, np.ndarray]:
@@ -103,20 +104,20 @@ class DLSInverseKinematics:
                  nullspace_target=None) -> None:
         self.kin = kinematics or PandaKinematics()
         self.config = config or DLSConfig()
-        self.nullspace_target = panda.HOME_Q.copy() if nullspace_target is None else _check_vector(
+        self.nullspace_target = panda.HOME_Q.copy() if nullspace_target is None else check_vector(
             "nullspace_target", nullspace_target, 7)
 
     def solve(self, target_pos, target_quat_xyzw, q_init, max_iterations: int = 50,
               max_joint_delta: float | None = 0.2) -> IKResult:
-        target_pos = _check_vector("target position", target_pos, 3)
-        target_quat = _check_vector("target quaternion (xyzw)", target_quat_xyzw, 4)
+        target_pos = check_vector("target position", target_pos, 3)
+        target_quat = check_vector("target quaternion (xyzw)", target_quat_xyzw, 4)
         norm = np.linalg.norm(target_quat)
         if norm < 1e-6:
             raise ValueError("target quaternion has zero norm")
         target_mat = np.zeros(9)
         mujoco.mju_quat2Mat(target_mat, quat_xyzw_to_wxyz(target_quat / norm))
         target_mat = target_mat.reshape(3, 3)
-        q_init = _check_vector("q_init", q_init, 7)
+        q_init = check_vector("q_init", q_init, 7)
         cfg = self.config
         lower = np.minimum(self.kin.lower + cfg.limit_margin, q_init)
         upper = np.maximum(self.kin.upper - cfg.limit_margin, q_init)

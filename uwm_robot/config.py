@@ -13,6 +13,8 @@ from typing import Any
 
 import yaml
 
+from .typed_yaml import checked_fields
+
 DROID_CAMERAS = ("exterior_image_1_left", "exterior_image_2_left", "wrist_image_left")
 LIBERO_CAMERAS = ("agentview_image", "robot0_eye_in_hand_image")
 
@@ -244,12 +246,12 @@ def _plain(x: Any) -> Any:
 
 
 def _build(cls: type, data: dict[str, Any], source: str) -> Any:
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ConfigError(f"{source}: unknown key(s) {unknown} for {cls.__name__}; expected some of {sorted(known)}")
     try:
-        return cls(**data)
+        kwargs = checked_fields(cls, data, f"{source} ({cls.__name__})")
+    except ValueError as e:
+        raise ConfigError(str(e)) from e
+    try:
+        return cls(**kwargs)
     except TypeError as e:
         raise ConfigError(f"{source}: {e}") from e
 

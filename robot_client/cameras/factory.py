@@ -14,9 +14,8 @@ import inspect
 import sys
 from pathlib import Path
 
-import yaml
-
 from robot_client.cameras.base import Camera
+from uwm_robot.typed_yaml import read_yaml_mapping
 
 DROID_ROLES = ("exterior_image_1_left", "exterior_image_2_left", "wrist_image_left")
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -26,12 +25,7 @@ PLACEHOLDER_PREFIX = "REPLACE"
 
 def load_camera_config(path: str | Path = DEFAULT_CAMERAS_PATH) -> dict:
     """configs/cameras.yaml -> {"defaults": {...}, "cameras": {role: {...}}}, structure checked."""
-    path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as e:
-        raise ValueError(f"{path}: cannot read the camera config: {e}") from e
-    return check_camera_config(raw, str(path))
+    return check_camera_config(read_yaml_mapping(path, "camera config"), str(path))
 
 
 def check_camera_config(config: dict, where: str = "camera config") -> dict:

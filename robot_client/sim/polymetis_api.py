@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from robot_client.ik import DLSInverseKinematics, PandaKinematics
+from robot_client.ik import DLSInverseKinematics, PandaKinematics, check_vector
 from robot_client.sim import panda_mjcf as panda
 from robot_client.sim.gripper_servo import MAX_FORCE, MAX_SPEED, GripperCommand
 from robot_client.sim.world import SimWorld
@@ -110,13 +110,7 @@ class GripperMetadata:
 def _as_array(name: str, value, size: int) -> np.ndarray:
     if value is None:
         raise ValueError(f"{name} is required")
-    arr = value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
-    arr = np.asarray(arr, dtype=float).reshape(-1)
-    if arr.shape != (size,):
-        raise ValueError(f"{name} must have {size} elements, got shape {tuple(np.shape(value))}")
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} must be finite, got {arr.tolist()}")
-    return arr
+    return check_vector(name, value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else value, size)
 
 
 def _gains(name: str, value, default: np.ndarray) -> np.ndarray:

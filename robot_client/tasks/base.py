@@ -1,15 +1,14 @@
 """What a task is: instruction, timing, ID/OOD conditions, scene bodies, randomised reset, success check."""
 from __future__ import annotations
 
-import dataclasses
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from robot_client.tasks.conditions import CONDITIONS, Condition, get_condition
+from uwm_robot.typed_yaml import checked_fields, read_yaml_mapping
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "tasks"
 
@@ -27,14 +26,7 @@ class TaskConfig:
 
 def load_task_config(path: str | Path) -> TaskConfig:
     """YAML -> TaskConfig, rejecting unknown keys and unknown conditions with the file name in the message."""
-    path = Path(path)
-    raw = yaml.safe_load(path.read_text()) or {}
-    if not isinstance(raw, dict):
-        raise ValueError(f"{path}: expected a mapping at the top level")
-    known = {f.name for f in dataclasses.fields(TaskConfig)}
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise ValueError(f"{path}: unknown key(s) {unknown}; allowed: {sorted(known)}")
+    raw = checked_fields(TaskConfig, read_yaml_mapping(path, "task config"), str(path))
     for key in ("name", "instruction"):
         if key not in raw:
             raise ValueError(f"{path}: missing required key {key!r}")
