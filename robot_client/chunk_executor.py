@@ -90,12 +90,3 @@ class ChunkExecutor:
                 blended = True
         return ScheduledAction(action, i, self.chunk, blended)
 
-    def pending_raw(self, t_future: float, count: int) -> np.ndarray | None:
-        """Raw (normalised) actions of the current chunk scheduled from t_future on (for inpainting)."""
-        if self.chunk is None or self.chunk.raw is None:
-            return None
-        i = self.index_at(self.chunk, t_future)
-        end = min(self.chunk.window_end(self.execute_k), i + count)
-        if i < 0 or i >= end:
-            return None
-        return np.asarray(self.chunk.raw[i:end])

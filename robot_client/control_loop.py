@@ -115,7 +115,7 @@ class ControlLoop:
         self.on_chunk = on_chunk  # f(Chunk) for recording
         self.stop_check = stop_check  # f() -> reason to end the episode now (operator label) or None
         self.watchdog = ControllerWatchdog(robot)
-        self.max_width = float(gripper.get_state().max_width) if hasattr(gripper.get_state(), "max_width") else 0.08
+        self.max_width = float(getattr(gripper.get_state(), "max_width", 0.08))
         self.stats = LoopStats()
 
     # ---- helpers ------------------------------------------------------------------------------

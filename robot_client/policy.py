@@ -43,8 +43,3 @@ class RemotePolicy:
     def infer(self, obs: Observation, seed: int | None = None) -> PolicyReply:
         reply = self.client.infer(obs.images, timestamps=obs.capture_ts, seed=seed)
         return PolicyReply(np.asarray(reply["actions"]), reply.get("raw"), dict(reply.get("timings", {})))
-
-    def close(self) -> None:
-        close = getattr(self.client, "close", None)
-        if close:
-            close()

@@ -36,7 +36,6 @@ import numpy as np
 
 from uwm_robot import action_codec
 from uwm_robot.episode import (
-    CAMERA_STEP_FIELDS,
     CHUNKS_FILE,
     DECIDED_BY,
     FORMAT_NAME,

@@ -7,6 +7,7 @@ with no server address a local server is started on loopback (the embedded defau
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass
@@ -59,38 +60,30 @@ def open_policy(settings: ClientSettings, server: str | None, token_file: str | 
     with contextlib.ExitStack() as stack:
         address = server or settings.server
         if address is None:
-            from robot_client.local_server import LocalPolicyServer
+            from uwm_robot.local_server import LocalServer
 
             ckpt = Path(checkpoint) if checkpoint else settings.checkpoint_path()
             if not ckpt.exists():
                 raise FileNotFoundError(
                     f"no policy checkpoint at {ckpt}: pass --checkpoint, --server, or make one with "
-                    f"`uwm_robot init --preset tiny --out {ckpt}` (random weights) or `uwm_robot finetune`"
+                    f"`uwm_robot init --preset tiny --out {ckpt}` (random weights)"
                 )
             print(f"[robot_client] starting a local policy server for {ckpt} ...", flush=True)
-            srv = stack.enter_context(LocalPolicyServer(ckpt, device=settings.device))
+            # Sharing this machine with the control loop: the server runs at a lower priority with
+            # one compute thread, so inference never delays a control tick.
+            srv = stack.enter_context(LocalServer(ckpt, extra=["--device", settings.device], niceness=10,
+                                                  cpu_threads=1 if settings.device == "cpu" else None))
             print(f"[robot_client] {srv.ready_line}", flush=True)
             address = srv.address
         client = PolicyClient(address, token=token)
-        stack.callback(getattr(client, "close", lambda: None))
+        stack.callback(client.close)
         policy = RemotePolicy(client)
         yield policy, policy.hello()
 
 
 def loop_config(settings: ClientSettings, control_hz: float, max_steps: int, lockstep: bool, seed: int | None) -> LoopConfig:
-    c = settings.control
-    return LoopConfig(
-        control_hz=control_hz,
-        execute_k=c.execute_k,
-        blend_steps=c.blend_steps,
-        max_steps=max_steps,
-        request_margin_ticks=c.request_margin_ticks,
-        initial_latency_s=c.initial_latency_s,
-        sim_latency_s=settings.sim.sim_latency_s if lockstep else None,
-        gripper_speed=c.gripper_speed,
-        gripper_force=c.gripper_force,
-        seed=seed,
-    )
+    return dataclasses.replace(settings.control, control_hz=control_hz, max_steps=max_steps, seed=seed,
+                               sim_latency_s=settings.sim.sim_latency_s if lockstep else None)
 
 
 def make_recorder(spec: TrialSpec, metadata: dict, shapes: dict, extra_meta: dict, fps: float):
@@ -138,7 +131,7 @@ def run_sim_trial(spec: TrialSpec, policy, metadata: dict, settings: ClientSetti
         if record:
             recorder = make_recorder(spec, metadata, shapes, {
                 "instruction": task.instruction, "robot": "sim", "sim_mode": mode,
-                "initial_state": _jsonable(env.initial_state), "calibration": None}, fps=task.control_hz)
+                "initial_state": env.initial_state, "calibration": None}, fps=task.control_hz)
         # Realtime: pace on the wall clock (sim time follows it in physics chunks, too coarse to pace on).
         clock = WallClock() if mode == "realtime" else env.clock
         loop = ControlLoop(env.robot, env.gripper, env.cameras, clock, policy,
@@ -154,20 +147,6 @@ def run_sim_trial(spec: TrialSpec, policy, metadata: dict, settings: ClientSetti
         return result
     finally:
         env.close()
-
-
-def _jsonable(x):
-    import numpy as np
-
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return x.tolist()
-    if isinstance(x, np.generic):
-        return x.item()
-    return x
 
 
 class OperatorLabel:

@@ -6,22 +6,12 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from robot_client.control_loop import LoopConfig
 from robot_client.safety import SafetyConfig
 from uwm_robot.typed_yaml import dataclass_from_mapping, read_yaml_mapping
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_PATH = REPO_ROOT / "configs" / "robot_client.yaml"
-
-
-@dataclass(frozen=True)
-class ControlSettings:
-    control_hz: float = 15.0
-    execute_k: int = 8
-    blend_steps: int = 0
-    request_margin_ticks: int = 1
-    initial_latency_s: float = 0.3
-    gripper_speed: float = 0.1
-    gripper_force: float = 20.0
 
 
 @dataclass(frozen=True)
@@ -37,7 +27,7 @@ class ClientSettings:
     default_checkpoint: str = "checkpoints/rice_cooker_tiny"
     device: str = "cpu"
     out_root: str = "rollouts"
-    control: ControlSettings = field(default_factory=ControlSettings)
+    control: LoopConfig = field(default_factory=LoopConfig)  # per trial, the task sets rate and length
     sim: SimSettings = field(default_factory=SimSettings)
     safety: SafetyConfig = field(default_factory=SafetyConfig)
 
@@ -48,7 +38,7 @@ class ClientSettings:
 
 def load_settings(path: str | Path = DEFAULT_PATH) -> ClientSettings:
     raw = read_yaml_mapping(path, "robot_client settings")
-    nested = {"control": ControlSettings, "sim": SimSettings, "safety": SafetyConfig}
+    nested = {"control": LoopConfig, "sim": SimSettings, "safety": SafetyConfig}
     sections = {k: dataclass_from_mapping(cls, raw.pop(k, None) or {}, f"{path}: {k}") for k, cls in nested.items()}
     top = dataclass_from_mapping(ClientSettings, raw, str(path))
     return dataclasses.replace(top, **sections)

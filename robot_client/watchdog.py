@@ -56,5 +56,7 @@ class ControllerWatchdog:
         except Exception as e:
             if not is_rpc_error(e):
                 raise
-            self._restart(f"update raised {type(e).__name__}: {getattr(e, 'details', lambda: e)()}")
+            # grpc.RpcError carries its message in details(); other errors in str().
+            details = e.details() if callable(getattr(e, "details", None)) else str(e)
+            self._restart(f"update raised {type(e).__name__}: {details}")
             self.robot.update_desired_joint_positions(target)

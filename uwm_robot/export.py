@@ -51,7 +51,7 @@ from typing import Iterable
 import numpy as np
 
 from . import action_codec, rotations
-from .episode import Episode, EpisodeFormatError, decode_video, list_episodes, load_episode
+from .episode import Episode, EpisodeFormatError, list_episodes, load_episode
 
 DEFAULT_IMAGE_SHAPE = (180, 320)  # the DROID RLDS images UWM was trained on
 OFFICIAL_TARGET_CHUNK_BYTES = 2e6
