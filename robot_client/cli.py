@@ -165,6 +165,56 @@ def _run_franka(args, settings) -> int:
     return 0
 
 
+def _parse_hw(text: str) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected HEIGHTxWIDTH, e.g. 128x128, got {text!r}") from None
+    return h, w
+
+
+def cmd_teleop(args: argparse.Namespace) -> int:
+    """Record demos: the device drives the arm through the policy's action path; keys label each one."""
+    from tqdm import tqdm
+
+    from robot_client.keys import KeyListener
+    from robot_client.safety import SafetyMonitor
+    from robot_client.teleop import OperatorEvents, collect_sim_demos, make_device
+
+    settings = load_settings(args.config)
+    if (args.robot or settings.robot) == "franka":
+        raise RuntimeError("teleop on the real arm is not wired yet: collect in the sim (--robot sim)")
+    device = make_device(args.device)
+    out = Path(args.out) if args.out else Path("demos") / args.task / time.strftime("%Y%m%d-%H%M%S")
+    condition = "ID" if args.condition.lower() == "id" else args.condition.upper()
+    events, estop = OperatorEvents(), EStop()
+    keys = {**events.handlers(), **device.key_handlers(), "e": lambda: estop.trip("operator key 'e'"),
+            " ": lambda: estop.trip("operator key space")}
+    if args.device != "expert":
+        print("[teleop] Enter/y = save, n = discard, r = reset, q = quit, e/space = E-STOP", flush=True)
+    bar = tqdm(total=args.episodes, desc=f"demos {args.task}", unit="demo")
+
+    def progress(result, saved: int) -> None:
+        bar.n = saved
+        bar.set_postfix_str(f"last: {'saved' if result.saved else result.reason} ({result.steps} steps)")
+        bar.refresh()
+
+    try:
+        with KeyListener(keys):
+            results = collect_sim_demos(
+                args.task, device, out, args.episodes, condition=condition, seed=args.seed,
+                camera_shape=args.camera_shape, cameras=tuple(args.cameras.split(",")) if args.cameras else None,
+                realtime=True if args.realtime else None, save_raw_frames=not args.no_raw_frames,
+                operator=args.operator, safety=SafetyMonitor(settings.safety), progress=progress,
+                events=events, estop=estop)
+    finally:
+        bar.close()
+        device.close()
+    saved = sum(r.saved for r in results)
+    print(f"[teleop] {saved} demo(s) saved, {len(results) - saved} discarded -> {out}")
+    return 0 if saved >= args.episodes else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="robot_client", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -189,6 +239,22 @@ def build_parser() -> argparse.ArgumentParser:
     bl.add_argument("--seconds", type=float, default=20.0)
     bl.add_argument("--out", default="runs/bench_loop")
     bl.set_defaults(func=cmd_bench_loop)
+
+    tp = sub.add_parser("teleop", help="record demos by teleoperation (expert | keyboard | spacemouse)")
+    tp.add_argument("--task", default="rice_cooker")
+    tp.add_argument("--device", choices=["expert", "keyboard", "spacemouse"], default="keyboard")
+    tp.add_argument("--episodes", type=int, default=10, help="demos to save")
+    tp.add_argument("--out", default=None, help="demo root (default: demos/<task>/<time>/)")
+    tp.add_argument("--robot", choices=["sim", "franka"], default=None)
+    tp.add_argument("--condition", default="ID")
+    tp.add_argument("--seed", type=int, default=0, help="first episode's seed (attempt i uses seed + i)")
+    tp.add_argument("--camera-shape", type=_parse_hw, default=(128, 128), help="HxW of the recorded frames")
+    tp.add_argument("--cameras", default=None, help="comma list of cameras to record (default: all three)")
+    tp.add_argument("--realtime", action="store_true", help="expert: pace on the wall clock (people always do)")
+    tp.add_argument("--no-raw-frames", action="store_true", help="keep only the H.264 videos (lossy)")
+    tp.add_argument("--operator", default="")
+    tp.add_argument("--config", default=str(DEFAULT_PATH))
+    tp.set_defaults(func=cmd_teleop)
 
     report_register(sub)
     add_sim_subparser(sub)

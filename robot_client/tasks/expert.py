@@ -90,8 +90,11 @@ class ExpertResult:
 class ScriptedExpert:
     """Runs `task_plan(env)` (a generator of Move/Gripper/Hold) one control tick at a time."""
 
-    def __init__(self, env, plan) -> None:
+    def __init__(self, env, plan, actuate: bool = True) -> None:
         self.env = env
+        # actuate=False: only return the DROID action; the caller executes it (the teleop
+        # recorder sends it through the policy's own action path, so demos match deployment).
+        self.actuate = actuate
         self.robot, self.gripper, self.clock = env.robot, env.gripper, env.clock
         self.dt = 1.0 / env.task.control_hz
         self.ik = DLSInverseKinematics()
@@ -101,6 +104,7 @@ class ScriptedExpert:
         self._goal = None  # (link8 pos, link8 rot) held between moves
         self._gripper_cmd = 0.0
         self._gripper_sent = False
+        self._gripper_sent_at = 0.0
         self.finished = False
 
     def _next_segment(self) -> None:
@@ -124,9 +128,10 @@ class ScriptedExpert:
         delta_rot = Rotation.from_rotvec(ang * MAX_ROT_STEP)
         target_pos = pos + lin * MAX_LIN_STEP
         target_rot = delta_rot.as_matrix() @ rot
-        quat_xyzw = Rotation.from_matrix(target_rot).as_quat()
-        result = self.ik.solve(target_pos, quat_xyzw, q, max_iterations=15, max_joint_delta=0.2)
-        self.robot.update_desired_joint_positions(result.q)
+        if self.actuate:
+            quat_xyzw = Rotation.from_matrix(target_rot).as_quat()
+            result = self.ik.solve(target_pos, quat_xyzw, q, max_iterations=15, max_joint_delta=0.2)
+            self.robot.update_desired_joint_positions(result.q)
         euler = delta_rot.as_euler("xyz") / MAX_ROT_STEP
         action = DroidAction(np.clip(np.concatenate([lin, euler]), -1, 1), self._gripper_cmd)
         return action, pos_err, rot_err
@@ -152,14 +157,19 @@ class ScriptedExpert:
         if isinstance(seg, Gripper):
             if not self._gripper_sent:
                 if seg.kind == "grasp":
-                    self.gripper.grasp(seg.speed, seg.force, seg.width, seg.epsilon, seg.epsilon, blocking=False)
+                    if self.actuate:
+                        self.gripper.grasp(seg.speed, seg.force, seg.width, seg.epsilon, seg.epsilon, blocking=False)
                     self._gripper_cmd = 1.0
                 else:
-                    self.gripper.goto(seg.width, seg.speed, seg.force, blocking=False)
+                    if self.actuate:
+                        self.gripper.goto(seg.width, seg.speed, seg.force, blocking=False)
                     self._gripper_cmd = 1.0 - seg.width / panda.GRIPPER_MAX_WIDTH
                 self._gripper_sent = True
+                self._gripper_sent_at = self.clock.now()
             action, _, _ = self._action_towards_goal(0.3)
-            if elapsed > self.dt and not self.gripper.get_state().is_moving:
+            # Done once the hand has stopped, at least a tick after the command went out (a
+            # non-actuating expert's command is sent by its caller after this tick returns).
+            if self.clock.now() - self._gripper_sent_at > self.dt and not self.gripper.get_state().is_moving:
                 self._next_segment()
             return action
         action, _, _ = self._action_towards_goal(0.3)

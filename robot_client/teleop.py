@@ -1,0 +1,320 @@
+"""Demo collection by teleoperation: a device gives one DROID action per tick, the same action path
+as the policy's executes it, and every tick is recorded in the episode format (kind "demo").
+
+Devices: `expert` (the sim task's scripted expert, labels itself with the sim's success check),
+`keyboard` (terminal keys) and `spacemouse` (3Dconnexion through pyspacemouse). Operator keys:
+    Enter / y  save the episode as a success      n  discard it      r  discard and reset
+    q          quit after this episode            e / space  e-stop (terminates the controller)
+Discarded episodes are not deleted: they move to <out>/discarded/ (finetuning skips them).
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from robot_client.action_path import make_action_path
+from robot_client.control_loop import StepRecord
+from robot_client.safety import EStop, SafetyMonitor
+
+log = logging.getLogger(__name__)
+
+DISCARDED_DIR = "discarded"
+
+
+# ---- devices -------------------------------------------------------------------------------------
+class TeleopDevice:
+    """One DROID action per tick: (6-d cartesian velocity in [-1, 1], gripper 0 open .. 1 closed)."""
+
+    name = "device"
+
+    def reset(self, env) -> None:
+        """A new episode starts (env: the SimEnv, or None on the real robot)."""
+
+    def action(self) -> np.ndarray | None:
+        """The action for this tick, or None to hold still."""
+        raise NotImplementedError
+
+    def finished(self) -> str | None:
+        """'save' / 'discard' when the device itself ends the episode (the expert), else None."""
+        return None
+
+    def key_handlers(self) -> dict:
+        return {}
+
+    def close(self) -> None:
+        pass
+
+
+class ExpertDevice(TeleopDevice):
+    """The sim task's scripted expert as an operator: it ends the episode 1 s after its plan is done
+    and labels it with the sim's success check (no success -> discard)."""
+
+    name = "expert"
+
+    def __init__(self, settle_s: float = 1.0):
+        self.settle_s = settle_s
+        self.expert = None
+        self.env = None
+        self._done_at: float | None = None
+
+    def reset(self, env) -> None:
+        if env is None:
+            raise ValueError("the expert device needs the sim (--robot sim): it plans from the simulator's state")
+        self.env = env
+        self.expert = env.task.expert(env)
+        self.expert.actuate = False  # the teleop loop executes the action through the action path
+        self._done_at = None
+
+    def action(self) -> np.ndarray:
+        if not self.expert.finished:
+            return self.expert.step().as_array()
+        return self.expert._action_towards_goal(0.3)[0].as_array()  # hold the last goal while settling
+
+    def finished(self) -> str | None:
+        if self.env.check_success():
+            return "save"
+        if self.expert.finished:
+            now = self.env.clock.now()
+            self._done_at = self._done_at if self._done_at is not None else now
+            if now - self._done_at >= self.settle_s:
+                return "discard"
+        return None
+
+
+@dataclass
+class KeyboardDevice(TeleopDevice):
+    """Terminal keys, each press a velocity pulse that decays over `hold_ticks` ticks:
+    w/s +x/-x, a/d +y/-y, r/f +z/-z, i/k roll, j/l pitch, u/o yaw, g toggles the gripper."""
+
+    speed: float = 0.5  # fraction of DROID's full-scale step
+    hold_ticks: int = 3
+    name: str = "keyboard"
+    _velocity: np.ndarray = field(default_factory=lambda: np.zeros(6))
+    _ticks_left: int = 0
+    _gripper: float = 0.0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    AXES = {"w": (0, 1), "s": (0, -1), "a": (1, 1), "d": (1, -1), "r": (2, 1), "f": (2, -1),
+            "i": (3, 1), "k": (3, -1), "j": (4, 1), "l": (4, -1), "u": (5, 1), "o": (5, -1)}
+
+    def reset(self, env) -> None:
+        with self._lock:
+            self._velocity[:] = 0
+            self._ticks_left = 0
+            self._gripper = 0.0
+
+    def press(self, key: str) -> None:
+        with self._lock:
+            if key == "g":
+                self._gripper = 1.0 - self._gripper
+                return
+            axis, sign = self.AXES[key]
+            self._velocity[:] = 0
+            self._velocity[axis] = sign * self.speed
+            self._ticks_left = self.hold_ticks
+
+    def key_handlers(self) -> dict:
+        return {k: (lambda k=k: self.press(k)) for k in [*self.AXES, "g"]}
+
+    def action(self) -> np.ndarray:
+        with self._lock:
+            v = self._velocity.copy() if self._ticks_left > 0 else np.zeros(6)
+            self._ticks_left = max(0, self._ticks_left - 1)
+            return np.concatenate([v, [self._gripper]])
+
+
+class SpaceMouseDevice(TeleopDevice):
+    """A 3Dconnexion SpaceMouse through pyspacemouse (HID): the 6 axes are the velocity (deadband,
+    scaled by `speed`); the left button toggles the gripper."""
+
+    name = "spacemouse"
+
+    def __init__(self, speed: float = 1.0, deadband: float = 0.05):
+        try:
+            import pyspacemouse
+        except ImportError as e:
+            raise ImportError("--device spacemouse needs pyspacemouse (pip install pyspacemouse; "
+                              "on Linux also apt-get install libhidapi-dev and a udev rule for the device)") from e
+        if not pyspacemouse.open():
+            raise RuntimeError("no SpaceMouse found: plug it in and check the HID permissions (udev rule)")
+        self._sm = pyspacemouse
+        self.speed, self.deadband = speed, deadband
+        self._gripper = 0.0
+        self._button_was_down = False
+
+    def action(self) -> np.ndarray:
+        state = self._sm.read()
+        # SpaceMouse axes are the device's frame; DROID's base frame has x away from the robot.
+        raw = np.array([state.y, -state.x, state.z, -state.roll, -state.pitch, -state.yaw], dtype=float)
+        raw[np.abs(raw) < self.deadband] = 0.0
+        button = bool(state.buttons and state.buttons[0])
+        if button and not self._button_was_down:
+            self._gripper = 1.0 - self._gripper
+        self._button_was_down = button
+        return np.concatenate([np.clip(raw * self.speed, -1, 1), [self._gripper]])
+
+    def close(self) -> None:
+        self._sm.close()
+
+
+def make_device(name: str) -> TeleopDevice:
+    if name == "expert":
+        return ExpertDevice()
+    if name == "keyboard":
+        return KeyboardDevice()
+    if name == "spacemouse":
+        return SpaceMouseDevice()
+    raise ValueError(f"unknown teleop device {name!r}; expected expert, keyboard or spacemouse")
+
+
+# ---- the recorder ---------------------------------------------------------------------------------
+class OperatorEvents:
+    """Operator keys -> the next episode decision ('save' | 'discard' | 'reset'), plus quit."""
+
+    def __init__(self):
+        self.decision: str | None = None
+        self.quit = False
+
+    def handlers(self) -> dict:
+        def decide(what):
+            return lambda: setattr(self, "decision", what)
+
+        return {"\n": decide("save"), "y": decide("save"), "n": decide("discard"), "r": decide("reset"),
+                "q": lambda: setattr(self, "quit", True)}
+
+    def take(self) -> str | None:
+        decision, self.decision = self.decision, None
+        return decision
+
+
+@dataclass
+class DemoResult:
+    path: Path
+    saved: bool
+    steps: int
+    reason: str
+
+
+def record_demo(env_robot, env_gripper, cameras: dict, clock, device: TeleopDevice, writer, events: OperatorEvents,
+                estop: EStop, safety: SafetyMonitor, control_hz: float, max_steps: int,
+                gripper_speed: float = 0.1, gripper_force: float = 20.0) -> tuple[str, int]:
+    """Tick at control_hz until the device or the operator decides; returns (decision, steps).
+
+    Every tick goes through the policy's own action path (clip, scale, IK, safety), so a demo
+    records exactly the command stream a policy reproducing it would send."""
+    action_path = make_action_path("cartesian_velocity", safety)
+    max_width = float(getattr(env_gripper.get_state(), "max_width", 0.08))
+    dt = 1.0 / control_hz
+    if not env_robot.is_running_policy():
+        env_robot.start_cartesian_impedance()
+    gripper_sent: float | None = None
+    t_next = clock.now()
+    decision = "timeout"
+    for step in range(max_steps):
+        if estop.tripped:
+            decision = "estop"
+            break
+        t = clock.now()
+        q = np.asarray(env_robot.get_joint_positions(), dtype=float)
+        ee_pos, ee_quat = (np.asarray(x, dtype=float) for x in env_robot.get_ee_pose())
+        g_state = env_gripper.get_state()
+        frames = {name: cam.read() for name, cam in cameras.items()}
+        action = device.action()
+        gripper_now = 1.0 - float(g_state.width) / max_width
+        command = action_path(action, q, ee_pos, ee_quat, gripper_sent if gripper_sent is not None else gripper_now)
+        env_robot.update_desired_joint_positions(command.q_target)
+        if not command.hold and (gripper_sent is None or abs(command.gripper - gripper_sent) > 1e-3):
+            env_gripper.goto(width=max_width * (1.0 - command.gripper), speed=gripper_speed, force=gripper_force,
+                             blocking=False)
+            gripper_sent = command.gripper
+        writer.on_step(StepRecord(t, q, ee_pos, ee_quat, float(g_state.width), command, action, -1, -1, False), frames)
+        decided = events.take() or device.finished()
+        if decided:
+            decision = decided
+            break
+        t_next += dt
+        clock.sleep_until(max(t_next, clock.now()))
+    else:
+        step = max_steps - 1
+    return decision, step + 1
+
+
+def finish_demo(writer, decision: str, decided_by: str, out_root: Path) -> DemoResult:
+    """Close the episode; a discarded one is moved under <out_root>/discarded/, never deleted."""
+    saved = decision == "save"
+    writer.finish(True if saved else None, decided_by if saved else "none", "saved" if saved else decision,
+                  extra={"discarded": not saved})
+    path = writer.directory
+    if not saved:
+        target = out_root / DISCARDED_DIR / path.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.exists():
+            target = target.with_name(f"{path.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+        shutil.move(str(path), str(target))
+        path = target
+    return DemoResult(path, saved, writer.num_steps, decision)
+
+
+def next_demo_index(out_root: Path) -> int:
+    """Demos are numbered on from what is already in out_root (collection can be resumed)."""
+    taken = [p.name for p in [*out_root.glob("demo_*"), *(out_root / DISCARDED_DIR).glob("demo_*")]]
+    numbers = [int(n.split("_")[1].split("-")[0]) for n in taken if n.split("_")[1].split("-")[0].isdigit()]
+    return max(numbers, default=-1) + 1
+
+
+def collect_sim_demos(task: str, device: TeleopDevice, out_root: Path, episodes: int, *, condition: str = "ID",
+                      seed: int = 0, camera_shape: tuple[int, int] = (128, 128), cameras: tuple[str, ...] | None = None,
+                      realtime: bool | None = None, save_raw_frames: bool = True, operator: str = "",
+                      safety: SafetyMonitor | None = None, max_attempts: int | None = None, progress=None,
+                      events: OperatorEvents | None = None, estop: EStop | None = None) -> list[DemoResult]:
+    """Record `episodes` saved demos in the sim (seed, seed+1, ... per attempt); returns every attempt."""
+    from robot_client.recording import EpisodeWriter
+    from robot_client.safety import SafetyConfig
+    from robot_client.sim.env import SimEnv
+
+    out_root = Path(out_root)
+    out_root.mkdir(parents=True, exist_ok=True)
+    events = events or OperatorEvents()
+    estop = estop or EStop()
+    realtime = device.name != "expert" if realtime is None else realtime  # people need wall-clock time
+    max_attempts = max_attempts or 3 * episodes
+    results: list[DemoResult] = []
+    index = next_demo_index(out_root)
+    attempt = 0
+    while sum(r.saved for r in results) < episodes and attempt < max_attempts and not events.quit and not estop.tripped:
+        ep_seed = seed + attempt
+        env_kw = {"camera_width": camera_shape[1], "camera_height": camera_shape[0],
+                  "mode": "realtime" if realtime else "lockstep"}
+        if cameras:
+            env_kw["camera_names"] = tuple(cameras)
+        env = SimEnv(task, condition=condition, seed=ep_seed, **env_kw)
+        try:
+            device.reset(env)
+            meta = {"kind": "demo", "task": task, "instruction": env.task.instruction, "condition": condition,
+                    "seed": ep_seed, "operator": operator or device.name, "teleop_device": device.name,
+                    "robot": "sim", "sim_mode": env_kw["mode"], "initial_state": env.initial_state}
+            shapes = {name: camera_shape for name in env.cameras}
+            writer = EpisodeWriter(out_root / f"demo_{index:03d}", meta, shapes, fps=env.task.control_hz,
+                                   save_raw_frames=save_raw_frames)
+            with writer:
+                max_steps = int(env.task.max_duration_s * env.task.control_hz)
+                decision, _ = record_demo(env.robot, env.gripper, env.cameras, env.clock, device, writer, events, estop,
+                                          safety or SafetyMonitor(SafetyConfig()), env.task.control_hz, max_steps)
+                if decision == "reset":
+                    decision = "discard"
+                decided_by = "sim_check" if device.name == "expert" else "operator_key"
+                results.append(finish_demo(writer, decision, decided_by, out_root))
+        finally:
+            env.close()
+        index += 1
+        attempt += 1
+        if progress is not None:
+            progress(results[-1], sum(r.saved for r in results))
+    return results
