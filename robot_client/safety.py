@@ -111,7 +111,10 @@ class SafetyMonitor:
         if np.any(step > self.config.max_joint_delta_per_step + 1e-9):
             j = int(np.argmax(step))
             return Verdict(False, f"joint {j + 1} step {step[j]:.3f} rad exceeds {self.config.max_joint_delta_per_step} rad per step")
-        outside = (q < self.q_lower) | (q > self.q_upper)
+        # Inside the margin band a target may stay put or move back out of it (tracking error can
+        # leave the arm there; refusing every target would hold it there forever), never go deeper.
+        outside = (q < np.minimum(self.q_lower, q0)) | (q > np.maximum(self.q_upper, q0))
+        outside |= (q < PANDA_Q_LOWER) | (q > PANDA_Q_UPPER)
         if np.any(outside):
             j = int(np.argmax(outside))
             return Verdict(False, f"joint {j + 1} target {q[j]:.3f} rad outside limits [{self.q_lower[j]:.3f}, {self.q_upper[j]:.3f}]")

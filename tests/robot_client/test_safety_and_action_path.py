@@ -66,10 +66,20 @@ def test_joint_step_and_joint_limit_checks():
     assert mon.check_joint_target(q + 0.1, q).ok
     v = mon.check_joint_target(q + np.array([0, 0, 0.3, 0, 0, 0, 0]), q)
     assert not v.ok and "joint 3" in v.reason and "0.2" in v.reason
-    near = q.copy()
-    near[3] = -0.07  # joint 4's upper limit is -0.0698; the margin keeps 0.05 rad away
-    v = mon.check_joint_target(near, near)
+    inside, near = q.copy(), q.copy()
+    inside[3], near[3] = -0.15, -0.07  # joint 4's upper limit is -0.0698; the margin keeps 0.05 rad away
+    v = mon.check_joint_target(near, inside)
     assert not v.ok and "outside limits" in v.reason
+    # Left in the margin band by tracking error: staying or moving back out is allowed, deeper is not.
+    band = q.copy()
+    band[3] = -0.10
+    assert mon.check_joint_target(band, band).ok
+    assert mon.check_joint_target(band - np.array([0, 0, 0, 0.01, 0, 0, 0]), band).ok
+    v = mon.check_joint_target(band + np.array([0, 0, 0, 0.01, 0, 0, 0]), band)
+    assert not v.ok and "joint 4" in v.reason
+    beyond = q.copy()
+    beyond[3] = -0.05  # past the hardware limit itself: never, even if already there
+    assert not mon.check_joint_target(beyond, beyond).ok
 
 
 def test_joint_position_path_rate_limits_and_checks():
