@@ -372,13 +372,22 @@ class PolicyClient:
         seed: int | None = None,
         request_id: str | None = None,
         timeout: float | None = None,
+        prefix: Any = None,
+        prefix_mask: Any = None,
     ) -> dict[str, Any]:
         """One action chunk for the observation `images` (camera -> uint8 (n_obs, H, W, 3)).
+
+        `prefix` (L, 10) normalised model actions (an earlier reply's `raw` rows) with a bool
+        `prefix_mask` (L,): the server inpaints those rows, and the reply's masked `raw` rows equal them.
 
         Returns `{"actions": (L, 7) float32 DROID, "raw": (L, 10) normalised, "request_id",
         "obs_timestamp_ns" (newest capture time sent), "seed", "timings" (ms), "server_timing"}`.
         """
-        req = self._observation(InferRequest, images, timestamps, state, seed, request_id)
+        extra = {}
+        if prefix is not None or prefix_mask is not None:
+            extra = {"prefix": None if prefix is None else np.asarray(prefix, np.float32),
+                     "prefix_mask": None if prefix_mask is None else np.asarray(prefix_mask, bool)}
+        req = self._observation(InferRequest, images, timestamps, state, seed, request_id, **extra)
         reply, rec = self._call("infer", req, ActionChunkReply, timeout)
         return self._actions(reply, rec)
 

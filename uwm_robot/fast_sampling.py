@@ -4,7 +4,8 @@
 elementwise, so each projection splits into `W_obs @ silu(global_cond)` (constant over a chunk)
 and `W_t @ silu(temb)` (known for all 10 steps up front). Both are computed once per chunk as two
 stacked matmuls over every block; the loop then runs only the attention/MLP trunk and the
-decoder of the modality being denoised. The DDIM update uses the scheduler's own coefficients.
+decoder of the modality being denoised. The DDIM update uses the scheduler's own coefficients;
+inpainting (`sampling.Inpaint`) replaces the known action rows exactly where the plain path does.
 
 On CUDA the per-chunk loop can run in bf16 autocast and through `torch.compile`
 (mode "reduce-overhead", i.e. CUDA graphs), for a fixed batch size per compiled graph.
@@ -79,7 +80,7 @@ class FastDenoiser:
             x0 = x0.clamp(-1.0, 1.0)
         return sp * x0 + s1p * eps
 
-    def _loop(self, mods, action, latents, denoise_action: bool, denoise_obs: bool):
+    def _loop(self, mods, action, latents, denoise_action: bool, denoise_obs: bool, inpaint=None):
         net = self.model.noise_pred_net
         a_len, o_len = net.action_len, net.obs_len
         b = action.shape[0]
@@ -88,6 +89,8 @@ class FastDenoiser:
         # A held modality's tokens never change: embed it once.
         a_tok = None if denoise_action else net.action_encoder(action)
         o_tok = None if denoise_obs else net.obs_patchifier.patchify(latents)
+        if inpaint is not None:
+            action = inpaint.apply(action, 0)
         for k, step_mods in enumerate(mods):
             at = net.action_encoder(action) if denoise_action else a_tok
             ot = net.obs_patchifier.patchify(latents) if denoise_obs else o_tok
@@ -102,12 +105,15 @@ class FastDenoiser:
                 latents = self._ddim(latents, obs_eps.float(), k)
             if denoise_action:
                 action = self._ddim(action, net.action_decoder(x[:, :a_len].contiguous()).float(), k)
+                if inpaint is not None:  # see sampling.Inpaint
+                    action = inpaint.apply(action, k + 1)
         return action, latents
 
-    def run(self, cond: torch.Tensor, action: torch.Tensor, latents: torch.Tensor, spec, groups: list[int] | None = None):
+    def run(self, cond: torch.Tensor, action: torch.Tensor, latents: torch.Tensor, spec, groups: list[int] | None = None,
+            inpaint=None):
         mods = self.modulations(cond, spec.timestep_pairs(self.timesteps), groups)
         dev = cond.device
         if self.dtype is not None and dev.type == "cuda":
             with torch.autocast("cuda", dtype=self.dtype):
-                return self.loop(mods, action, latents, spec.denoise_action, spec.denoise_obs)
-        return self.loop(mods, action, latents, spec.denoise_action, spec.denoise_obs)
+                return self.loop(mods, action, latents, spec.denoise_action, spec.denoise_obs, inpaint)
+        return self.loop(mods, action, latents, spec.denoise_action, spec.denoise_obs, inpaint)

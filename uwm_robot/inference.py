@@ -133,23 +133,31 @@ class UWMPolicy:
         return new_seed() if seed is None else int(seed)
 
     # ---- the modes ----------------------------------------------------------------------------
-    def infer(self, images: Images, seed: int | None = None) -> dict[str, Any]:
-        """p(a | o): `{"actions": (B, L, 7) float32 DROID, "raw": (B, L, 10) float32 normalised, "seed"}`."""
+    def infer(self, images: Images, seed: int | None = None, prefix: Any = None, prefix_mask: Any = None) -> dict[str, Any]:
+        """p(a | o): `{"actions": (B, L, 7) float32 DROID, "raw": (B, L, 10) float32 normalised, "seed"}`.
+
+        `prefix` (L, 10) normalised model actions with a bool `prefix_mask` (L,): inpaint those
+        rows (real-time chunking; see `uwm_robot.sampling`): the result's masked `raw` rows equal them.
+        """
         seed = self._seed(seed)
-        return self._result(self.sampler.policy(images, seed=seed), seed)
+        return self._result(self.sampler.policy(images, seed=seed, prefix=prefix, prefix_mask=prefix_mask), seed)
 
     def infer_batch(self, requests: Sequence[Mapping[str, Any] | tuple]) -> list[dict[str, Any]]:
-        """Requests `{"images": ..., "seed": ...}` (or `(images, seed)`) stacked along B in one pass.
+        """Requests `{"images", "seed", "prefix", "prefix_mask"}` (or `(images, seed)`; only images
+        required) stacked along B in one pass.
 
         Result i is bit for bit `infer(**requests[i])` (each request keeps its own noise
-        generator, encoding and condition projection; only the DiT trunk is shared).
+        generator, encoding, condition projection and prefix; only the DiT trunk is shared).
         """
-        pairs = []
+        reqs = []
         for r in requests:
-            images, seed = (r["images"], r.get("seed")) if isinstance(r, Mapping) else r
-            pairs.append((images, self._seed(seed)))
-        outs = self.sampler.policy_batch(pairs)
-        return [self._result(raw, seed) for raw, (_, seed) in zip(outs, pairs)]
+            if isinstance(r, Mapping):
+                reqs.append((r["images"], self._seed(r.get("seed")), r.get("prefix"), r.get("prefix_mask")))
+            else:
+                images, seed, *rest = r
+                reqs.append((images, self._seed(seed), *rest))
+        outs = self.sampler.policy_batch(reqs)
+        return [self._result(raw, r[1]) for raw, r in zip(outs, reqs)]
 
     def predict_future(self, images: Images, actions_raw: Any, seed: int | None = None) -> dict[str, Any]:
         """p(o' | o, a): normalised model actions (B, L, D) -> `{"frames": {cam: uint8 (B, T, h, w, 3)}, "seed"}`."""

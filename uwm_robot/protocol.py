@@ -327,6 +327,21 @@ class InferRequest(Request):
     state: dict | None = None  # optional low-dim state, name -> float array (logged, unused by UWM)
     seed: int | None = None  # None: the server draws one and returns it
     sent_ns: int | None = None  # client clock when sent
+    # Optional inpainting (infer only): normalised model actions (action_len, raw_action_dim) and a
+    # bool (action_len,) mask; the chunk's masked rows come back equal to the prefix. Left off the
+    # wire when None, so a client that does not use it still talks to an older server.
+    prefix: Any = None
+    prefix_mask: Any = None
+
+    TAKES_PREFIX: ClassVar[bool] = True
+    _OPTIONAL: ClassVar[tuple[str, ...]] = ("prefix", "prefix_mask")
+
+    def to_wire(self) -> dict[str, Any]:
+        d = super().to_wire()
+        for name in self._OPTIONAL:
+            if d[name] is None:
+                del d[name]
+        return d
 
     def validate(self) -> None:
         super().validate()
@@ -336,6 +351,26 @@ class InferRequest(Request):
         self.state = _check_array_map(self.state, "state", "biuf", True, "a finite float array")
         check_int(self.seed, "seed", optional=True, lo=0, hi=2**63 - 1)
         check_int(self.sent_ns, "sent_ns", optional=True)
+        self._validate_prefix(None)
+
+    def _validate_prefix(self, shape: tuple[int, int] | None) -> None:
+        """Both or neither; float (L, D) finite and bool (L,); `shape` = (L, D) when known."""
+        if self.prefix is None and self.prefix_mask is None:
+            return
+        if not self.TAKES_PREFIX:
+            raise ProtocolError(f"prefix: only 'infer' requests take a prefix, not {self.TYPE!r}", field="prefix")
+        L, D = shape if shape is not None else (None, None)
+        if self.prefix is None or self.prefix_mask is None:
+            missing = "prefix" if self.prefix is None else "prefix_mask"
+            raise ProtocolError(f"{missing}: prefix and prefix_mask go together; got only one of them", field=missing)
+        if isinstance(self.prefix, (list, tuple)):
+            self.prefix = np.asarray(self.prefix, dtype=np.float32)
+        if isinstance(self.prefix_mask, (list, tuple)):
+            self.prefix_mask = np.asarray(self.prefix_mask)
+        self.prefix = check_array(self.prefix, "prefix", "f", (L, D), finite=True,
+                                  what="float normalised model actions (action_len, raw_action_dim)")
+        self.prefix_mask = check_array(self.prefix_mask, "prefix_mask", "b", (self.prefix.shape[0],),
+                                       what="a bool mask (action_len,), True = fixed")
 
     def obs_timestamp_ns(self) -> int | None:
         """The newest frame's capture time over all cameras: the time the chunk's action 0 answers."""
@@ -353,6 +388,8 @@ class InferRequest(Request):
                 raise ProtocolError(f"timestamps: unknown camera(s) {unknown}; expected some of {list(meta['cameras'])}", field="timestamps")
             for cam, ts in self.timestamps.items():
                 check_array(ts, f"timestamps.{cam}", "iu", (n_obs,), what="int capture times")
+        if self.prefix is not None or self.prefix_mask is not None:
+            self._validate_prefix((int(meta["action_len"]), int(meta["raw_action_dim"])))
 
 
 @dataclass
@@ -360,6 +397,7 @@ class PredictFutureRequest(InferRequest):
     """p(o' | o, a): observation + a normalised model action chunk -> predicted frames."""
 
     TYPE: ClassVar[str] = "predict_future"
+    TAKES_PREFIX: ClassVar[bool] = False
     actions_raw: Any = None  # float (action_len, raw_action_dim), normalised model actions
 
     def validate_against(self, meta: dict) -> None:
@@ -375,6 +413,7 @@ class ImagineRequest(InferRequest):
     """p(o' | o): observation -> predicted frames (actions marginalised out)."""
 
     TYPE: ClassVar[str] = "imagine"
+    TAKES_PREFIX: ClassVar[bool] = False
 
 
 @dataclass
@@ -382,6 +421,7 @@ class InverseRequest(InferRequest):
     """p(a | o, o'): observation + goal frames -> the action chunk between them."""
 
     TYPE: ClassVar[str] = "inverse"
+    TAKES_PREFIX: ClassVar[bool] = False
     goal_images: dict = field(default_factory=dict)  # camera -> uint8 (n_obs, H, W, 3)
 
     def validate_against(self, meta: dict) -> None:

@@ -14,6 +14,15 @@ Noise is drawn from a CPU `torch.Generator` in the official order, so a seed giv
 numbers on any device. The plain path calls the network and diffusers' `DDIMScheduler.step`
 exactly like the official code; the fast path (`fast_sampling.FastDenoiser`) computes the same
 thing with the observation part of the adaLN projections hoisted out of the loop.
+
+Inpainting (`policy(..., prefix, prefix_mask)`): real-time chunking asks for a chunk whose first
+actions are already decided (the old chunk's still-pending ones). For an epsilon-prediction DDIM
+the known rows are replaced, after initialisation and after every step, by the prefix noised to
+the level the sampler is at: sqrt(abar_t) * prefix + sqrt(1 - abar_t) * eps_k, with fresh noise
+per step; after the last step they are the prefix itself. The network sees a consistent partial
+sample, so the free rows are denoised conditioned on the fixed ones (replacement-style
+inpainting, a hard mask). Only actions are inpainted. The extra noise is drawn after the
+official draws from the same generator, so a request without a prefix gives the same numbers.
 """
 
 from __future__ import annotations
@@ -45,6 +54,29 @@ class DenoiseSpec:
         ]
 
 
+@dataclass(frozen=True)
+class Inpaint:
+    """Known action rows, and what they are set to at each point of the DDIM schedule."""
+
+    mask: torch.Tensor  # (B, L, 1) bool: True = the row is fixed to the prefix
+    targets: torch.Tensor  # (K + 1, B, L, D): row values after init (0) and after step k (k + 1)
+
+    def apply(self, x: torch.Tensor, k: int) -> torch.Tensor:
+        return torch.where(self.mask, self.targets[k].to(x.dtype), x)
+
+
+def inpaint_levels(sched, num_inference_steps: int) -> torch.Tensor:
+    """(K + 1, 2): (sqrt(abar), sqrt(1 - abar)) of the sample at init and after each of the K DDIM steps."""
+    sched.set_timesteps(num_inference_steps)
+    ac = sched.alphas_cumprod
+    step = sched.config.num_train_timesteps // sched.num_inference_steps
+    levels = [ac[sched.timesteps[0]]]
+    for t in sched.timesteps.tolist():
+        levels.append(ac[t - step] if t - step >= 0 else sched.final_alpha_cumprod)
+    a = torch.stack([torch.as_tensor(x, dtype=torch.float32) for x in levels])
+    return torch.stack([a.sqrt(), (1 - a).sqrt()], dim=1)
+
+
 def make_generator(seed: int | None) -> torch.Generator:
     gen = torch.Generator()
     if seed is None:
@@ -60,15 +92,20 @@ class Denoiser:
     def __init__(self, model: UnifiedWorldModel):
         self.model = model
 
-    def run(self, cond: torch.Tensor, action: torch.Tensor, latents: torch.Tensor, spec: DenoiseSpec):
+    def run(self, cond: torch.Tensor, action: torch.Tensor, latents: torch.Tensor, spec: DenoiseSpec,
+            inpaint: Inpaint | None = None):
         sched = self.model.noise_scheduler
         sched.set_timesteps(self.model.cfg.num_inference_steps)
-        for (at, ot), t in zip(spec.timestep_pairs(sched.timesteps.tolist()), sched.timesteps):
+        if inpaint is not None:
+            action = inpaint.apply(action, 0)
+        for k, ((at, ot), t) in enumerate(zip(spec.timestep_pairs(sched.timesteps.tolist()), sched.timesteps)):
             action_eps, obs_eps = self.model.noise_pred_net(cond, action, at, latents, ot)
             if spec.denoise_obs:
                 latents = sched.step(obs_eps, t, latents).prev_sample
             if spec.denoise_action:
                 action = sched.step(action_eps, t, action).prev_sample
+                if inpaint is not None:
+                    action = inpaint.apply(action, k + 1)
         return action, latents
 
 
@@ -112,23 +149,54 @@ class UWMSampler:
         return next(iter(images.values())).shape[0]
 
     # ---- the five modes (RNG draws in the official order) ------------------------------------
-    def _policy_inputs(self, images, seed: int | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Condition, action noise and (held) latent noise of one policy request."""
+    def _inpaint(self, prefix, prefix_mask, batch: int, gen: torch.Generator) -> Inpaint:
+        """Checks a prefix (L, D) or (B, L, D) and its mask (L,) or (B, L); draws its noise from `gen`."""
+        (_, L, D), K = self._shapes(batch)[0], self.cfg.num_inference_steps
+        if prefix is None or prefix_mask is None:
+            raise ValueError("prefix and prefix_mask go together: pass both or neither")
+        # Copies: wire arrays are read-only views, which torch does not take.
+        p = torch.from_numpy(np.array(prefix.cpu() if isinstance(prefix, torch.Tensor) else prefix, dtype=np.float32))
+        m = torch.from_numpy(np.array(prefix_mask.cpu() if isinstance(prefix_mask, torch.Tensor) else prefix_mask))
+        if p.shape not in ((L, D), (batch, L, D)):
+            raise ValueError(f"prefix: expected normalised actions of shape ({L}, {D}) or ({batch}, {L}, {D}), got {tuple(p.shape)}")
+        if m.dtype != torch.bool or m.shape not in ((L,), (batch, L)):
+            raise ValueError(f"prefix_mask: expected a bool mask of shape ({L},) or ({batch}, {L}), "
+                             f"got {str(m.dtype).replace('torch.', '')} {tuple(m.shape)}")
+        p, m = p.expand(batch, L, D), m.expand(batch, L)
+        noise = torch.randn((K, batch, L, D), generator=gen)  # after the official draws
+        sa, s1a = inpaint_levels(self.model.noise_scheduler, K).T[:, :, None, None, None]
+        # Level k: init (k = 0) and after steps 1..K-1; after the last step the rows are the prefix.
+        targets = torch.cat((sa[:K] * p + s1a[:K] * noise, p[None]))
+        dev = self.model.device
+        return Inpaint(m[..., None].to(dev), targets.to(dev))
+
+    def _policy_inputs(self, images, seed: int | None, prefix=None, prefix_mask=None) -> tuple:
+        """Condition, action noise, (held) latent noise and the inpainting (or None) of one policy request."""
         images = self.as_images(images)
         gen = make_generator(seed)
         cond = self.model.obs_encoder.encode_curr_obs(images)
-        a_shape, o_shape = self._shapes(self._batch(images))
-        return cond, self._noise(a_shape, gen), self._noise(o_shape, gen)
+        batch = self._batch(images)
+        a_shape, o_shape = self._shapes(batch)
+        action, latents = self._noise(a_shape, gen), self._noise(o_shape, gen)
+        inpaint = None
+        if prefix is not None or prefix_mask is not None:
+            inpaint = self._inpaint(prefix, prefix_mask, batch, gen)
+        return cond, action, latents, inpaint
 
     @torch.no_grad()
-    def policy(self, images, seed: int | None = None) -> torch.Tensor:
-        """p(a | o): normalised action chunk (B, action_len, action_dim)."""
+    def policy(self, images, seed: int | None = None, prefix=None, prefix_mask=None) -> torch.Tensor:
+        """p(a | o): normalised action chunk (B, action_len, action_dim).
+
+        `prefix` (L, D) or (B, L, D) normalised actions with `prefix_mask` (L,) or (B, L) bool:
+        the masked rows are fixed (inpainted, see the module doc); the result has them exactly.
+        """
         spec = DenoiseSpec(True, False, obs_t=self.cfg.marginal_timestep)
-        return self.denoiser.run(*self._policy_inputs(images, seed), spec)[0]
+        cond, action, latents, inpaint = self._policy_inputs(images, seed, prefix, prefix_mask)
+        return self.denoiser.run(cond, action, latents, spec, inpaint=inpaint)[0]
 
     @torch.no_grad()
-    def policy_batch(self, requests: Sequence[tuple[dict, int | None]]) -> list[torch.Tensor]:
-        """Several independent `policy` requests `[(images, seed), ...]` in one denoising pass.
+    def policy_batch(self, requests: Sequence[tuple]) -> list[torch.Tensor]:
+        """Several independent `policy` requests `[(images, seed[, prefix, prefix_mask]), ...]` in one pass.
 
         Result i equals `policy(*requests[i])` bit for bit: each request is encoded on its own,
         draws its noise from its own generator (in the official order), and on the fast path its
@@ -139,11 +207,18 @@ class UWMSampler:
         if not requests:
             return []
         if isinstance(self.denoiser, Denoiser):
-            return [self.policy(images, seed=seed) for images, seed in requests]
-        conds, actions, latents = zip(*(self._policy_inputs(images, seed) for images, seed in requests))
+            return [self.policy(*r) for r in requests]
+        conds, actions, latents, inpaints = zip(*(self._policy_inputs(*r) for r in requests))
         groups = [c.shape[0] for c in conds]
         spec = DenoiseSpec(True, False, obs_t=self.cfg.marginal_timestep)
-        out = self.denoiser.run(torch.cat(conds), torch.cat(actions), torch.cat(latents), spec, groups=groups)[0]
+        inpaint = None
+        if any(i is not None for i in inpaints):
+            # Requests without a prefix get an all-False mask: torch.where leaves their rows as they are.
+            K = self.cfg.num_inference_steps
+            fill = [i or Inpaint(torch.zeros(a.shape[:2] + (1,), dtype=torch.bool, device=a.device),
+                                 torch.zeros((K + 1, *a.shape), device=a.device)) for i, a in zip(inpaints, actions)]
+            inpaint = Inpaint(torch.cat([f.mask for f in fill]), torch.cat([f.targets for f in fill], dim=1))
+        out = self.denoiser.run(torch.cat(conds), torch.cat(actions), torch.cat(latents), spec, groups=groups, inpaint=inpaint)[0]
         return list(out.split(groups))
 
     @torch.no_grad()

@@ -1,0 +1,91 @@
+"""A real policy_server on loopback takes inpainting prefixes: alone, batched, and refused when wrong."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from policy_server.local import random_observation
+from uwm_robot.client import PolicyClient, PolicyServerError
+
+
+@pytest.fixture(scope="module")
+def client(server, token):
+    with PolicyClient(server.address, token=token, timeout_s=60) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def meta(client):
+    return client.hello()
+
+
+def prefix_for(meta, n_fixed=4, seed=0):
+    L, D = meta["action_len"], meta["raw_action_dim"]
+    prefix = np.random.default_rng(seed).uniform(-0.5, 0.5, (L, D)).astype(np.float32)
+    mask = np.arange(L) < n_fixed
+    return prefix, mask
+
+
+def local_chunk(local_policy, images, seed, prefix=None, mask=None):
+    out = local_policy.infer({c: v[None] for c, v in images.items()}, seed=seed, prefix=prefix, prefix_mask=mask)
+    return out["actions"][0], out["raw"][0]
+
+
+def test_served_inpainted_chunk_equals_in_process_and_keeps_the_prefix(client, meta, local_policy):
+    images, stamps = random_observation(meta, 1)
+    prefix, mask = prefix_for(meta)
+    got = client.infer(images, timestamps=stamps, seed=21, prefix=prefix, prefix_mask=mask)
+    actions, raw = local_chunk(local_policy, images, 21, prefix, mask)
+    assert np.array_equal(got["raw"], raw) and np.array_equal(got["actions"], actions)
+    np.testing.assert_allclose(got["raw"][mask], prefix[mask], atol=1e-5)
+    plain = client.infer(images, timestamps=stamps, seed=21)
+    assert not np.array_equal(plain["raw"][~mask], got["raw"][~mask])
+
+
+def test_wrong_prefix_shape_is_refused_by_the_server(server, token, meta, client, local_policy):
+    images, _ = random_observation(meta, 2)
+    L, D = meta["action_len"], meta["raw_action_dim"]
+    with PolicyClient(server.address, token=token, timeout_s=60, validate=False) as unchecked:
+        unchecked.metadata = meta
+        with pytest.raises(PolicyServerError, match=rf"prefix: expected .* of shape \({L}, {D}\), got shape \({L}, 7\)") as e:
+            unchecked.infer(images, seed=0, prefix=np.zeros((L, 7), np.float32), prefix_mask=np.ones(L, bool))
+        assert e.value.code == "invalid_field" and e.value.field == "prefix"
+        with pytest.raises(PolicyServerError, match=rf"prefix_mask: .* of shape \({L},\), got shape \({L - 1},\)"):
+            unchecked.infer(images, seed=0, prefix=np.zeros((L, D), np.float32), prefix_mask=np.ones(L - 1, bool))
+    images, _ = random_observation(meta, 3)
+    assert np.array_equal(client.infer(images, seed=4)["raw"], local_chunk(local_policy, images, 4)[1])
+
+
+def test_batched_requests_with_and_without_prefixes_are_each_their_own(server, token, meta, local_policy):
+    n = 3
+    clients = [PolicyClient(server.address, token=token, timeout_s=60) for _ in range(n)]
+    try:
+        for c in clients:
+            c.hello()
+        obs = [random_observation(meta, 30 + i)[0] for i in range(n)]
+        prefixes = [prefix_for(meta, 3, i) if i != 1 else (None, None) for i in range(n)]
+        results: list = [None] * n
+        barrier = threading.Barrier(n)
+
+        def robot(i):
+            barrier.wait()
+            p, m = prefixes[i]
+            results[i] = clients[i].infer(obs[i], seed=200 + i, prefix=p, prefix_mask=m)
+
+        for _ in range(2):  # the first round teaches the server that requests overlap
+            threads = [threading.Thread(target=robot, args=(i,)) for i in range(n)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        sizes = [r["server_timing"]["batch_size"] for r in results]
+        assert max(sizes) >= 2, f"no batching happened: batch sizes {sizes}"
+        for i, r in enumerate(results):
+            actions, raw = local_chunk(local_policy, obs[i], 200 + i, *prefixes[i])
+            assert np.array_equal(r["raw"], raw) and np.array_equal(r["actions"], actions), f"request {i} (batch {sizes[i]})"
+    finally:
+        for c in clients:
+            c.close()
