@@ -5,8 +5,10 @@ Action i of a chunk answers the observation taken at `t_obs` and is scheduled at
 tick the executor returns the action scheduled for that tick; actions whose time has passed are
 dropped, never executed late. A chunk arriving `d` ticks after its observation starts at its
 action `d` and runs for `k` actions (real-time-chunking semantics: one chunk per `k` ticks,
-inference overlapping execution); a new chunk replaces the old one from its own schedule on. Optionally the first actions of a new chunk are
-blended with the old chunk's still-pending ones to soften the boundary.
+inference overlapping execution); a new chunk replaces the old one from its own schedule on.
+Two ways to soften the boundary: blend the first actions of a new chunk with the old chunk's
+still-pending ones (`blend_steps`), or ask for a new chunk that is inpainted on them
+(`pending_prefix`, real-time chunking's idea with a hard mask).
 """
 
 from __future__ import annotations
@@ -28,6 +30,28 @@ class Chunk:
 
     def window_end(self, k: int) -> int:
         return min(len(self.actions), self.first_index + k)
+
+
+def pending_prefix(chunk: Chunk, t_obs_new: float, dt: float, window_end: int, horizon: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """The old chunk's still-pending raw actions, re-indexed for a request observed at `t_obs_new`.
+
+    Index j of the new chunk is scheduled at t_obs_new + j*dt, i.e. at index
+    i = round((t_obs_new + j*dt - chunk.t_obs) / dt) of the old one. Row j is fixed (mask True)
+    when the old chunk will still execute action i before the new chunk takes over: j < `horizon`
+    (the expected delay in ticks plus a margin) and first_index <= i < `window_end`. Returns
+    (prefix (L, D) float32, mask (L,) bool), or None when the chunk has no raw actions or no row
+    is fixed.
+    """
+    if chunk.raw is None:
+        return None
+    raw = np.asarray(chunk.raw, dtype=np.float32)
+    prefix, mask = np.zeros_like(raw), np.zeros(len(raw), dtype=bool)
+    offset = (t_obs_new - chunk.t_obs) / dt
+    for j in range(min(horizon, len(raw))):
+        i = int(np.floor(offset + j + 0.5))  # nearest tick, as ChunkExecutor.index_at rounds
+        if chunk.first_index <= i < min(window_end, len(raw)):
+            prefix[j], mask[j] = raw[i], True
+    return (prefix, mask) if mask.any() else None
 
 
 @dataclass
@@ -64,6 +88,12 @@ class ChunkExecutor:
         self.dropped += chunk.first_index  # stale on arrival: their time has passed
         self.chunk = chunk
         self._switch_time = now
+
+    def prefix_for(self, t_obs_new: float, horizon: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """`pending_prefix` of the current chunk (None without one)."""
+        if self.chunk is None:
+            return None
+        return pending_prefix(self.chunk, t_obs_new, self.dt, self.chunk.window_end(self.execute_k), horizon)
 
     def remaining(self, t: float) -> int:
         """Executable actions left in the current chunk at time t (this tick's included)."""

@@ -31,6 +31,7 @@ class LoopConfig:
     control_hz: float = 15.0
     execute_k: int = 8  # actions executed per chunk before the next one takes over
     blend_steps: int = 0  # ticks of linear cross-fade at a chunk boundary (0 = off)
+    inpaint: bool = False  # ask for chunks inpainted on the current chunk's still-pending actions
     max_steps: int = 900
     request_margin_ticks: int = 1  # ask this many ticks earlier than the latency estimate says
     initial_latency_s: float = 0.3  # latency guess before the first measurement
@@ -124,10 +125,13 @@ class ControlLoop:
         # The worst recent latency: one late chunk would leave the arm without actions.
         return float(max(lat[-10:])) if lat else self.config.initial_latency_s
 
+    def _lead_ticks(self) -> int:
+        """Ticks until a chunk requested now is expected to take over (latency + margin)."""
+        return math.ceil(self._latency_estimate() / self.config.dt) + self.config.request_margin_ticks
+
     def _needs_request(self, executor: ChunkExecutor, t: float) -> bool:
         # Ask when the actions left would run out before a new chunk could arrive.
-        lead_ticks = math.ceil(self._latency_estimate() / self.config.dt) + self.config.request_margin_ticks
-        return executor.remaining(t) <= lead_ticks
+        return executor.remaining(t) <= self._lead_ticks()
 
     def _send_gripper(self, position: float, last: float | None) -> float:
         if last is None or abs(position - last) > 1e-3:
@@ -184,7 +188,10 @@ class ControlLoop:
                     log.error("inference failed: %s", result)
                 if not worker.busy and self._needs_request(executor, t):
                     seed = None if cfg.seed is None else cfg.seed + self.stats.chunks + len(self.stats.errors)
-                    worker.submit(self.history.snapshot(), t, seed=seed)
+                    obs = self.history.snapshot()
+                    # Inpainting: the actions the old chunk still executes before the new one takes over.
+                    prefix = executor.prefix_for(obs.t, self._lead_ticks()) if cfg.inpaint else None
+                    worker.submit(obs, t, seed=seed, prefix=prefix)
 
                 scheduled = executor.action_at(t)
                 self.stats.queue_depth.append(executor.remaining(t))

@@ -5,6 +5,10 @@ arrives. Lockstep sim: sim time only moves when the loop waits, so wall-clock in
 means nothing there; a chunk is instead delivered `sim_latency_s` of sim time after its request
 (the loop blocks in wall time at that tick if the computation is not done yet). That keeps runs
 deterministic while still exercising the asynchronous schedule.
+
+A request may carry an inpainting prefix (raw actions + mask, see `chunk_executor.pending_prefix`);
+the policy is then asked with `prefix=`/`prefix_mask=`, and the chunk's meta says how many rows
+were fixed.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
+
+import numpy as np
 
 from robot_client.chunk_executor import Chunk
 from robot_client.observation import Observation
@@ -24,6 +30,7 @@ class _Job:
     t_request: float
     request_id: int
     seed: int | None
+    prefix: tuple[np.ndarray, np.ndarray] | None = None
     wall_start: float = 0.0
     wall_end: float = 0.0
     chunk: Chunk | None = None
@@ -48,12 +55,14 @@ class InferenceWorker:
     def busy(self) -> bool:
         return self._job is not None
 
-    def submit(self, obs: Observation, t_request: float, seed: int | None = None) -> int:
+    def submit(self, obs: Observation, t_request: float, seed: int | None = None,
+               prefix: tuple[np.ndarray, np.ndarray] | None = None) -> int:
+        """Start a request; `prefix` = (raw actions (L, D), bool mask (L,)) to inpaint, or None."""
         if self.busy:
             raise RuntimeError("a request is already in flight")
         self._next_id += 1
         self._done.clear()
-        self._job = _Job(obs, t_request, self._next_id, seed)
+        self._job = _Job(obs, t_request, self._next_id, seed, prefix)
         self._wake.set()
         return self._next_id
 
@@ -66,8 +75,11 @@ class InferenceWorker:
             job = self._job
             job.wall_start = time.perf_counter()
             try:
-                reply = self.policy.infer(job.obs, seed=job.seed)
-                job.chunk = Chunk(reply.actions, job.obs.t, reply.raw, job.request_id, meta={"timings": reply.timings})
+                # No prefix: the plain call, so policies without inpainting keep working.
+                kw = {} if job.prefix is None else {"prefix": job.prefix[0], "prefix_mask": job.prefix[1]}
+                reply = self.policy.infer(job.obs, seed=job.seed, **kw)
+                meta = {"timings": reply.timings, "inpainted_rows": 0 if job.prefix is None else int(job.prefix[1].sum())}
+                job.chunk = Chunk(reply.actions, job.obs.t, reply.raw, job.request_id, meta=meta)
             except BaseException as e:  # delivered to the loop, which holds the arm
                 job.error = e
             job.wall_end = time.perf_counter()

@@ -25,7 +25,9 @@ class PolicyReply:
 class Policy(Protocol):
     def hello(self) -> dict: ...
 
-    def infer(self, obs: Observation, seed: int | None = None) -> PolicyReply: ...
+    # prefix/prefix_mask (inpainting) are passed only when used; a policy without them still works.
+    def infer(self, obs: Observation, seed: int | None = None, prefix: np.ndarray | None = None,
+              prefix_mask: np.ndarray | None = None) -> PolicyReply: ...
 
 
 class RemotePolicy:
@@ -40,6 +42,7 @@ class RemotePolicy:
             self._metadata = self.client.hello()
         return self._metadata
 
-    def infer(self, obs: Observation, seed: int | None = None) -> PolicyReply:
-        reply = self.client.infer(obs.images, timestamps=obs.capture_ts, seed=seed)
+    def infer(self, obs: Observation, seed: int | None = None, prefix: np.ndarray | None = None,
+              prefix_mask: np.ndarray | None = None) -> PolicyReply:
+        reply = self.client.infer(obs.images, timestamps=obs.capture_ts, seed=seed, prefix=prefix, prefix_mask=prefix_mask)
         return PolicyReply(np.asarray(reply["actions"]), reply.get("raw"), dict(reply.get("timings", {})))
