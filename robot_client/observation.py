@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 
 from robot_client.cameras.base import Frame
+from uwm_robot.images import resize_rgb  # noqa: F401  (re-exported: the client's resize)
 
 
 @dataclass
@@ -16,14 +17,6 @@ class Observation:
     images: dict[str, np.ndarray]  # camera -> uint8 (n_obs, H, W, 3), oldest first
     capture_ts: dict[str, list[int]]  # camera -> capture timestamps (ns) of those frames
     t: float  # clock time of the newest tick (s)
-
-
-def resize_rgb(image: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
-    if image.shape[:2] == tuple(hw):
-        return image
-    # INTER_AREA for shrinking (no aliasing), linear when enlarging.
-    shrink = image.shape[0] >= hw[0] and image.shape[1] >= hw[1]
-    return cv2.resize(image, (hw[1], hw[0]), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
 
 
 class ObservationHistory:

@@ -72,7 +72,14 @@ def register_bench(subparsers: argparse._SubParsersAction) -> None:
     register(subparsers)
 
 
-REGISTRARS: list[Callable[[argparse._SubParsersAction], None]] = [register_convert, register_init, register_bench, _export.register]
+def register_finetune(subparsers: argparse._SubParsersAction) -> None:
+    from .finetune import register
+
+    register(subparsers)
+
+
+REGISTRARS: list[Callable[[argparse._SubParsersAction], None]] = [
+    register_convert, register_init, register_bench, _export.register, register_finetune]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -284,6 +284,21 @@ PRESETS: dict[str, ModelConfig] = {
         num_registers=4,
         vae=VAEConfig(block_out_channels=(32, 64, 128, 128)),
     ),
+    # The tiny network on two small cameras: trains to a working sim policy on a laptop CPU.
+    "tiny_lowres": ModelConfig(
+        camera_names=("exterior_image_2_left", "wrist_image_left"),
+        image_shape=(56, 72),
+        resize_shape=(56, 72),
+        crop_shape=(48, 64),
+        img_embed_dim=64,
+        embed_dim=256,
+        timestep_embed_dim=128,
+        latent_patch_shape=(2, 2, 2),
+        depth=4,
+        num_heads=4,
+        num_registers=4,
+        vae=VAEConfig(block_out_channels=(32, 64, 128, 128)),
+    ),
 }
 
 

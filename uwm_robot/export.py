@@ -52,6 +52,7 @@ import numpy as np
 
 from . import action_codec, rotations
 from .episode import Episode, EpisodeFormatError, list_episodes, load_episode
+from .images import resize_frames
 
 DEFAULT_IMAGE_SHAPE = (180, 320)  # the DROID RLDS images UWM was trained on
 OFFICIAL_TARGET_CHUNK_BYTES = 2e6
@@ -146,21 +147,6 @@ def _lengths(episodes: list[Episode], cameras: list[str]) -> list[int]:
 
 
 # ---- conversions ------------------------------------------------------------------------------------
-def resize_rgb(images: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
-    """(N, H, W, 3) uint8 -> (N, h, w, 3): area averaging to shrink, bilinear to enlarge (as the client)."""
-    images = np.asarray(images)
-    if images.shape[1:3] == tuple(hw):
-        return np.ascontiguousarray(images)
-    import cv2
-
-    shrink = hw[0] <= images.shape[1] and hw[1] <= images.shape[2]
-    interp = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
-    out = np.empty((len(images), hw[0], hw[1], 3), np.uint8)
-    for i, img in enumerate(images):
-        out[i] = cv2.resize(np.ascontiguousarray(img), (hw[1], hw[0]), interpolation=interp)
-    return out
-
-
 def quat_to_droid_euler(quat_xyzw: np.ndarray) -> np.ndarray:
     """(..., 4) xyzw -> (..., 3) Euler angles as DROID's cartesian_position stores them: scipy
     `as_euler("xyz")` (extrinsic x, y, z), i.e. R = Rz(c) @ Ry(b) @ Rx(a)."""
@@ -248,7 +234,7 @@ def export_uwm_zarr(episodes: list[Episode], out: str | Path, image_shape: tuple
         arrays["obs.gripper_position"][start:start + n] = grip.astype(np.float32)
         arrays["action"][start:start + n] = action_codec.encode(droid_actions(ep, n)).astype(np.float32)
         for cam in cameras:
-            arrays[f"obs.{cam}"][start:start + n] = resize_rgb(_frames(ep, cam, n), image_shape)
+            arrays[f"obs.{cam}"][start:start + n] = resize_frames(_frames(ep, cam, n), image_shape)
         start += n
         ends.append(start)
     meta.create_array("episode_ends", data=np.asarray(ends, dtype=np.int64), chunks=(max(1, len(ends)),), compressors=None)
@@ -447,7 +433,7 @@ def export_lerobot(episodes: list[Episode], out: str | Path, cameras: list[str] 
                "data/chunk_index": data_chunk, "data/file_index": data_file,
                "dataset_from_index": index, "dataset_to_index": index + n}
         for cam, key in video_keys.items():
-            frames = resize_rgb(_frames(ep, cam, n), shapes[cam])
+            frames = resize_frames(_frames(ep, cam, n), shapes[cam])
             stats[key] = _feature_stats(frames, image=True)
             shard = shards[cam]
             if shard is not None and shard.size_mb() >= video_file_mb:

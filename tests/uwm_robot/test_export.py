@@ -10,13 +10,13 @@ import pytest
 from robot_client.recording import EpisodeWriter, synthetic_frames, synthetic_step, write_synthetic_episode
 from uwm_robot import action_codec
 from uwm_robot.episode import decode_video, load_episode
+from uwm_robot.images import resize_frames
 from uwm_robot.export import (
     ExportError,
     collect_episodes,
     export_lerobot,
     export_uwm_zarr,
     quat_to_droid_euler,
-    resize_rgb,
 )
 
 CAMS = {"exterior_image_1_left": (36, 64), "wrist_image_left": (36, 64)}
@@ -103,7 +103,7 @@ def test_uwm_zarr_has_official_layout(root, tmp_path):
     np.testing.assert_allclose(cart[:, 3:], quat_to_droid_euler(ep.steps["ee_quat"]), atol=1e-6)
     np.testing.assert_allclose(data["obs.gripper_position"][s:e, 0], 1 - ep.steps["gripper_width"] / 0.08, atol=1e-6)
     img = data["obs.wrist_image_left"][s + 3]
-    np.testing.assert_array_equal(img, resize_rgb(ep.frames("wrist_image_left")[3:4], (180, 320))[0])
+    np.testing.assert_array_equal(img, resize_frames(ep.frames("wrist_image_left")[3:4], (180, 320))[0])
 
 
 def test_uwm_zarr_errors(root, tmp_path):

@@ -101,15 +101,27 @@ class UnifiedWorldModel(nn.Module):
         action_mask: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
     ) -> tuple[torch.Tensor, dict[str, float]]:
-        """The official training loss: independent timesteps, epsilon MSE on both modalities.
+        """The official training loss: independent timesteps, epsilon MSE on both modalities."""
+        cond, next_latents = self.obs_encoder.encode_curr_and_next_obs(obs, next_obs, generator)
+        return self.diffusion_loss(cond, next_latents, action, action_mask, generator)
+
+    def diffusion_loss(
+        self,
+        cond: torch.Tensor,
+        next_latents: torch.Tensor,
+        action: torch.Tensor,
+        action_mask: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """Loss from encoded observations (finetuning feeds cached VAE latents here).
 
         Samples whose `action_mask` is False (action-free video) get the action timestep fixed at
-        the last training step, so they only teach the video half of the model.
+        the last training step, as the official code does, and are left out of the action loss
+        (the official code keeps them in; at t = 99 they only teach the model to echo noise), so
+        they only teach the video half of the model.
         """
         b, dev = action.shape[0], action.device
-        cond, next_latents = self.obs_encoder.encode_curr_and_next_obs(obs, next_obs, generator)
         n_train = self.cfg.num_train_steps
-
         gen_device = generator.device if generator is not None else torch.device("cpu")
 
         def noise_and_timestep(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -118,13 +130,19 @@ class UnifiedWorldModel(nn.Module):
             return noise, t
 
         action_noise, action_t = noise_and_timestep(action)
+        labelled = None
         if action_mask is not None:
-            action_t = torch.where(action_mask.to(dev).bool(), action_t, torch.full_like(action_t, n_train - 1))
+            labelled = action_mask.to(dev).bool()
+            action_t = torch.where(labelled, action_t, torch.full_like(action_t, n_train - 1))
         obs_noise, obs_t = noise_and_timestep(next_latents)
         noisy_action = self.noise_scheduler.add_noise(action, action_noise, action_t)
         noisy_obs = self.noise_scheduler.add_noise(next_latents, obs_noise, obs_t)
         action_pred, obs_pred = self.noise_pred_net(cond, noisy_action, action_t, noisy_obs, obs_t)
-        action_loss = F.mse_loss(action_pred, action_noise)
+        if labelled is None:
+            action_loss = F.mse_loss(action_pred, action_noise)
+        else:
+            per_sample = (action_pred - action_noise).pow(2).mean(dim=tuple(range(1, action.ndim)))
+            action_loss = (per_sample * labelled).sum() / labelled.sum().clamp(min=1)
         dynamics_loss = F.mse_loss(obs_pred, obs_noise)
         loss = action_loss + dynamics_loss
         return loss, {"loss": loss.item(), "action_loss": action_loss.item(), "dynamics_loss": dynamics_loss.item()}

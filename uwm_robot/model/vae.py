@@ -59,6 +59,17 @@ class LatentVAE(nn.Module):
             out.append((z * self.scaling_factor - self.shift) / self.scale)
         return torch.cat(out)
 
+    @torch.no_grad()
+    def encode_distribution(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Posterior (mean, std) in the normalised latent space: mean + std * N(0, 1) is what
+        `encode(sample=True)` draws, so a cache of these two stands in for the encoder."""
+        means, stds = [], []
+        for chunk in images.split(MICROBATCH):
+            dist = self.vae.encode(chunk * 2.0 - 1.0).latent_dist
+            means.append((dist.mean * self.scaling_factor - self.shift) / self.scale)
+            stds.append(dist.std * self.scaling_factor / self.scale)
+        return torch.cat(means), torch.cat(stds)
+
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """Latents -> images, roughly in [0, 1] (not clamped, as the official inverse)."""
         out = []

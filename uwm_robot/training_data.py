@@ -1,0 +1,233 @@
+"""Recorded episodes -> UWM training windows, with the VAE latents of every frame cached once.
+
+A window starting at step s holds, as the official DROID batches do (uwm.md section 6):
+    obs frames      s, s+1             (the model's two observation frames)
+    actions         s+1 .. s+16        (action 0 is the action at the newest observed frame)
+    next frames     s+17, s+18         (the video-prediction target)
+Indices are clamped to the episode, so the first window repeats frame 0 (as the client pads its
+history at a reset) and the last ones repeat the final frame and action.
+
+Episodes without actions (video-only, or passed as `video_roots`) give windows whose
+`action_mask` is False: they train only the video half of the model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .config import ModelConfig
+from .episode import list_episodes, load_episode, read_meta
+from .images import resize_frames
+from .model.transforms import video_transform
+from .normalizer import LinearNormalizer, NormalizerSet
+
+log = logging.getLogger(__name__)
+
+
+class TrainingDataError(ValueError):
+    """The episodes cannot be used to train this model (none found, cameras missing...)."""
+
+
+@dataclass
+class TrainingEpisode:
+    path: Path
+    frames: dict[str, np.ndarray]  # camera -> (N, H, W, 3) uint8 at the model's image_shape
+    actions: np.ndarray | None  # (N, action_dim) model-space actions, un-normalised; None: video only
+
+    @property
+    def num_steps(self) -> int:
+        return len(next(iter(self.frames.values())))
+
+
+def usable(meta: dict) -> tuple[bool, str]:
+    """Finished, not discarded, not labelled a failure."""
+    if meta.get("status") != "finished":
+        return False, "not finished"
+    outcome = meta.get("outcome") or {}
+    if meta.get("discarded") or outcome.get("reason") == "discarded":
+        return False, "discarded"
+    if outcome.get("success") is False:
+        return False, "failed"
+    return True, ""
+
+
+def find_episodes(roots: list[str | Path]) -> list[Path]:
+    """Usable episode directories under the roots (a discarded/ folder is skipped with its contents)."""
+    found = []
+    for root in roots:
+        for path in list_episodes(root):
+            ok, why = usable(read_meta(path))
+            if ok:
+                found.append(path)
+            else:
+                log.info("skipping %s: %s", path, why)
+    return found
+
+
+def read_episode(path: Path, cfg: ModelConfig, with_actions: bool = True) -> TrainingEpisode:
+    ep = load_episode(path, load_chunks=False)
+    missing = [c for c in cfg.cameras if c not in ep.cameras]
+    if missing:
+        raise TrainingDataError(f"{path}: no camera(s) {missing}; the model needs {list(cfg.cameras)}, "
+                                f"the episode has {ep.cameras}")
+    n = ep.num_steps
+    frames = {}
+    for cam in cfg.cameras:
+        f = np.asarray(ep.frames(cam)[:n])
+        n = min(n, len(f))
+        frames[cam] = np.array(resize_frames(f, cfg.image_shape))  # in memory, writable
+    frames = {cam: f[:n] for cam, f in frames.items()}
+    actions = None
+    if with_actions:
+        a = np.asarray(ep.steps["action_model"][:n], dtype=np.float32)
+        if a.shape[-1] != cfg.action_dim:
+            raise TrainingDataError(f"{path}: actions are {a.shape[-1]}-d, the model's are {cfg.action_dim}-d")
+        if np.isfinite(a).any():
+            actions = a
+    return TrainingEpisode(path, frames, actions)
+
+
+def action_normalizer(episodes: list[TrainingEpisode], action_dim: int) -> NormalizerSet:
+    """Min-max statistics of every action the episodes hold (the official normaliser)."""
+    rows = [e.actions[np.isfinite(e.actions).all(axis=1)] for e in episodes if e.actions is not None]
+    rows = [r for r in rows if len(r)]
+    if not rows:
+        raise TrainingDataError("no episode has actions: at least one action-labelled episode is needed")
+    return NormalizerSet(LinearNormalizer.from_data(np.concatenate(rows)))
+
+
+# ---- latent cache ------------------------------------------------------------------------------------
+def vae_fingerprint(model, cfg: ModelConfig) -> str:
+    """Changes when the VAE weights or the preprocessing that feeds it change."""
+    h = hashlib.sha256()
+    h.update(repr((cfg.image_shape, cfg.resize_shape, cfg.crop_shape, cfg.vae)).encode())
+    for name, t in sorted(model.obs_encoder.vae.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().cpu().float().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def episode_key(ep: TrainingEpisode) -> str:
+    return f"{ep.path.resolve()}|{ep.num_steps}"
+
+
+@torch.no_grad()
+def encode_latents(model, cfg: ModelConfig, ep: TrainingEpisode, device: torch.device,
+                   batch: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+    """Posterior (mean, std) of every frame: (N, V, C, h, w) each, views in model order, from the
+    eval (centre) crop: the video target does not move with the conditioning crop."""
+    vae = model.obs_encoder.vae
+    means, stds = [], []
+    for cam in cfg.cameras:
+        m_cam, s_cam = [], []
+        frames = torch.from_numpy(ep.frames[cam])
+        for chunk in frames.split(batch):
+            pixels = video_transform(chunk[None], cfg.resize_shape, cfg.crop_shape, train=False)  # (1, 3, T, h, w)
+            flat = pixels[0].transpose(0, 1).to(device)  # (T, 3, h, w)
+            m, s = vae.encode_distribution(flat)
+            m_cam.append(m.float().cpu())
+            s_cam.append(s.float().cpu())
+        means.append(torch.cat(m_cam))
+        stds.append(torch.cat(s_cam))
+    return torch.stack(means, dim=1), torch.stack(stds, dim=1)
+
+
+def cached_latents(model, cfg: ModelConfig, episodes: list[TrainingEpisode], cache_path: Path,
+                   device: torch.device, progress=None) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Latents per episode, computed once and kept in `cache_path` (recomputed if the VAE changed)."""
+    fingerprint = vae_fingerprint(model, cfg)
+    cache: dict = {}
+    if cache_path.exists():
+        stored = torch.load(cache_path, map_location="cpu", weights_only=True)
+        if stored.get("fingerprint") == fingerprint:
+            cache = stored["latents"]
+    todo = [ep for ep in episodes if episode_key(ep) not in cache]
+    for ep in (progress(todo) if progress and todo else todo):
+        cache[episode_key(ep)] = encode_latents(model, cfg, ep, device)
+    if todo:
+        cache_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache_path.with_name(cache_path.name + ".tmp")
+        torch.save({"fingerprint": fingerprint, "latents": cache}, tmp)
+        tmp.replace(cache_path)
+    return {episode_key(ep): cache[episode_key(ep)] for ep in episodes}
+
+
+# ---- windows -----------------------------------------------------------------------------------------
+class WindowDataset:
+    """Every window of every episode; `batch(indices)` gathers one training batch."""
+
+    def __init__(self, episodes: list[TrainingEpisode], latents: dict, cfg: ModelConfig, normalizer: NormalizerSet):
+        if not episodes:
+            raise TrainingDataError("no usable episodes")
+        self.cfg = cfg
+        self.episodes = episodes
+        self.latents = [latents[episode_key(ep)] for ep in episodes]
+        self.actions = []
+        for ep in episodes:
+            if ep.actions is None:
+                self.actions.append(None)
+            else:
+                a = np.nan_to_num(normalizer.action.normalize(ep.actions)).astype(np.float32)
+                self.actions.append(torch.from_numpy(a))
+        self.labelled = [ep.actions is not None for ep in episodes]
+        # (episode, start) with start in [-1, N-2]: the first window pads frame 0.
+        self.index = np.array([(e, s) for e, ep in enumerate(episodes) for s in range(-1, ep.num_steps - 1)],
+                              dtype=np.int64)
+        self.finite = [None if ep.actions is None else torch.from_numpy(np.isfinite(ep.actions).all(axis=1))
+                       for ep in episodes]
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    @property
+    def num_labelled_windows(self) -> int:
+        return int(sum(self.labelled[e] for e, _ in self.index))
+
+    def batch(self, indices: np.ndarray, generator: torch.Generator | None = None) -> dict:
+        h, n_obs = self.cfg.action_len, self.cfg.n_obs_steps
+        obs = {cam: [] for cam in self.cfg.cameras}
+        mean, std, actions, mask = [], [], [], []
+        for i in indices:
+            e, s = self.index[i]
+            ep = self.episodes[e]
+            last = ep.num_steps - 1
+            obs_idx = np.clip(np.arange(s + 2 - n_obs, s + 2), 0, last)
+            act_idx = np.clip(np.arange(s + 1, s + 1 + h), 0, last)
+            next_idx = np.clip(np.arange(s + 1 + h, s + 1 + h + n_obs), 0, last)
+            for cam in self.cfg.cameras:
+                obs[cam].append(torch.from_numpy(ep.frames[cam][obs_idx]))
+            m, sd = self.latents[e]
+            mean.append(m[next_idx])
+            std.append(sd[next_idx])
+            if self.actions[e] is None:
+                actions.append(torch.zeros(h, self.cfg.action_dim))
+                mask.append(False)
+            else:
+                actions.append(self.actions[e][act_idx])
+                mask.append(bool(self.finite[e][act_idx].all()))
+        mean, std = torch.stack(mean), torch.stack(std)  # (B, T, V, C, h, w)
+        noise = torch.randn(mean.shape, generator=generator)
+        latents = (mean + std * noise).permute(0, 2, 3, 1, 4, 5)  # (B, V, C, T, h, w)
+        return {
+            "obs": {cam: torch.stack(v) for cam, v in obs.items()},
+            "next_latents": latents.contiguous(),
+            "action": torch.stack(actions),
+            "action_mask": torch.tensor(mask),
+        }
+
+
+def load_training_data(data_roots: list[str | Path], cfg: ModelConfig, video_roots: list[str | Path] = (),
+                       progress=None) -> tuple[list[TrainingEpisode], NormalizerSet]:
+    """Read every usable episode (frames resized to the model's input) and the action statistics."""
+    paths = [(p, True) for p in find_episodes(list(data_roots))] + [(p, False) for p in find_episodes(list(video_roots))]
+    if not paths:
+        raise TrainingDataError(f"no usable episodes under {[str(r) for r in [*data_roots, *video_roots]]} "
+                                "(finished, not discarded, not failed)")
+    episodes = [read_episode(p, cfg, with_actions=a) for p, a in (progress(paths) if progress else paths)]
+    return episodes, action_normalizer(episodes, cfg.action_dim)
