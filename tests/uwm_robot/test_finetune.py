@@ -1,0 +1,183 @@
+"""Finetuning: windows from recorded episodes, loss goes down, resume, DDP, video-only episodes, serving."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from robot_client.recording import write_synthetic_episode
+from uwm_robot.checkpoint import init_checkpoint, load_checkpoint
+from uwm_robot.config import preset
+from uwm_robot.finetune import FinetuneConfig, TrainStep, finetune
+from uwm_robot.training_data import WindowDataset, cached_latents, find_episodes, load_training_data
+
+REPO = Path(__file__).resolve().parents[2]
+CFG = preset("tiny_lowres")
+SHAPES = {cam: CFG.image_shape for cam in CFG.camera_names}
+
+
+@pytest.fixture(scope="module")
+def demo_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("demos")
+    for i in range(2):
+        write_synthetic_episode(root / f"demo_{i:03d}", n_steps=24, camera_shapes=SHAPES, save_raw_frames=True,
+                                metadata={"kind": "demo"}, no_action_steps=0)
+    write_synthetic_episode(root / "discarded" / "demo_002", n_steps=10, camera_shapes=SHAPES, save_raw_frames=True,
+                            metadata={"kind": "demo"}, success=None, decided_by="none", reason="discarded")
+    write_synthetic_episode(root / "failed", n_steps=10, camera_shapes=SHAPES, save_raw_frames=True, success=False)
+    return root
+
+
+@pytest.fixture(scope="module")
+def init_ckpt(tmp_path_factory) -> Path:
+    return init_checkpoint("tiny_lowres", tmp_path_factory.mktemp("init") / "ckpt", seed=0)
+
+
+def small_run(out: Path, data, init: Path, steps: int, **kw) -> FinetuneConfig:
+    base = dict(data=[str(d) for d in data], out=str(out), init=str(init), steps=steps, batch_size=4,
+                warmup_steps=2, save_every=4, log_every=1, threads=2)
+    return FinetuneConfig(**{**base, **kw})
+
+
+def test_windows_follow_the_official_layout(demo_root, init_ckpt):
+    episodes, normalizer = load_training_data([demo_root], CFG)
+    assert sorted(e.path.name for e in episodes) == ["demo_000", "demo_001"]  # discarded and failed are skipped
+    ep = episodes[0]
+    model = load_checkpoint(init_ckpt).model
+    latents = cached_latents(model, CFG, episodes, demo_root.parent / "cache.pt", torch.device("cpu"))
+    data = WindowDataset(episodes, latents, CFG, normalizer)
+    assert len(data) == 2 * 24  # starts -1 .. N-2 per episode
+    s = 5
+    i = int(np.flatnonzero((data.index[:, 0] == 0) & (data.index[:, 1] == s))[0])
+    b = data.batch(np.array([i]), torch.Generator().manual_seed(0))
+    cam = CFG.cameras[0]
+    np.testing.assert_array_equal(b["obs"][cam][0].numpy(), ep.frames[cam][[s, s + 1]])
+    expected = normalizer.action.normalize(ep.actions[s + 1:s + 17])
+    np.testing.assert_allclose(b["action"][0].numpy(), expected, atol=1e-6)
+    assert b["next_latents"].shape == (1, *CFG.latent_shape) and bool(b["action_mask"][0])
+    mean = latents[next(iter(latents))][0]
+    # The video target is frames s+17, s+18 (clamped to the last frame of this 24-step episode).
+    target_mean = mean[[22, 23]].permute(1, 2, 0, 3, 4)
+    assert (b["next_latents"][0] - target_mean).abs().max() < 1.0  # a posterior sample around its mean
+    # The first window pads frame 0, as the client pads its history at a reset.
+    first = int(np.flatnonzero((data.index[:, 0] == 0) & (data.index[:, 1] == -1))[0])
+    b0 = data.batch(np.array([first]))
+    np.testing.assert_array_equal(b0["obs"][cam][0].numpy(), ep.frames[cam][[0, 0]])
+
+
+def fixed_loss(model, data) -> float:
+    """The loss on fixed batches and fixed noise (eval mode: centre crop), averaged."""
+    model.eval()
+    vals = []
+    with torch.no_grad():
+        for seed in range(4):
+            g = torch.Generator().manual_seed(seed)
+            b = data.batch(np.arange(seed, len(data), 3)[:16], g)
+            loss, _ = TrainStep(model)(b["obs"], b["next_latents"], b["action"], b["action_mask"], g)
+            vals.append(loss.item())
+    return float(np.mean(vals))
+
+
+def test_a_few_steps_lower_the_loss_and_the_run_resumes(demo_root, init_ckpt, tmp_path):
+    out = tmp_path / "run"
+    episodes, normalizer = load_training_data([demo_root], CFG)
+    before_model = load_checkpoint(init_ckpt).model
+    latents = cached_latents(before_model, CFG, episodes, out / "latent_cache.pt", torch.device("cpu"))
+    data = WindowDataset(episodes, latents, CFG, normalizer)
+    before = fixed_loss(before_model, data)
+
+    finetune(small_run(out, [demo_root], init_ckpt, steps=8, lr=1e-3), progress=False)
+    state = torch.load(out / "train_state.pt", weights_only=False)
+    assert state["step"] == 8
+    # A re-run with more steps resumes from the saved state instead of starting over.
+    finetune(small_run(out, [demo_root], init_ckpt, steps=20, lr=1e-3), progress=False)
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == list(range(1, 21))
+    after = fixed_loss(load_checkpoint(out / "checkpoint").model, data)
+    assert after < 0.8 * before, (before, after)
+    meta = json.loads((out / "checkpoint" / "meta.json").read_text())
+    assert meta["step"] == 20 and meta["final"] and meta["episodes"] == 2
+    assert (out / "loss.png").stat().st_size > 10_000
+    # The served normaliser holds the data's statistics, not the init's identity-like default.
+    served = load_checkpoint(out / "checkpoint").normalizer
+    assert served == normalizer and not np.allclose(served.action.scale, 1.0)
+
+
+def test_video_only_episodes_only_train_the_video_half(demo_root, init_ckpt, tmp_path):
+    model = load_checkpoint(init_ckpt).model
+    episodes, normalizer = load_training_data([demo_root / "demo_000"], CFG, video_roots=[demo_root / "demo_001"])
+    assert episodes[1].actions is None
+    latents = cached_latents(model, CFG, episodes, tmp_path / "cache.pt", torch.device("cpu"))
+    data = WindowDataset(episodes, latents, CFG, normalizer)
+    mask = data.batch(np.arange(len(data)))["action_mask"]
+    assert mask[:24].all() and not mask[24:].any()
+
+    b = data.batch(np.array([3, 30, 31]), torch.Generator().manual_seed(0))  # one labelled, two video windows
+    step = TrainStep(model).eval()
+
+    def losses(action):
+        return step(b["obs"], b["next_latents"], action, b["action_mask"], torch.Generator().manual_seed(1))[1]
+
+    base = losses(b["action"])
+    garbage = b["action"].clone()
+    garbage[1:] = 5.0  # the video windows' action slots
+    other = losses(garbage)
+    # Masked samples' actions cannot change the action loss (they only shift the video prediction).
+    assert other["action_loss"] == pytest.approx(base["action_loss"], abs=1e-7)
+    all_video = step(b["obs"], b["next_latents"], b["action"], torch.zeros(3, dtype=torch.bool),
+                     torch.Generator().manual_seed(1))[1]
+    assert all_video["action_loss"] == 0.0 and all_video["loss"] == pytest.approx(all_video["dynamics_loss"])
+
+
+def test_finetuned_checkpoint_round_trips_through_the_server(demo_root, init_ckpt, tmp_path):
+    from policy_server.local import random_observation
+    from uwm_robot.client import PolicyClient
+    from uwm_robot.inference import UWMPolicy
+    from uwm_robot.local_server import LocalServer
+
+    out = tmp_path / "run"
+    ckpt = finetune(small_run(out, [demo_root], init_ckpt, steps=2, fp16_checkpoint=True), progress=False)
+    local = UWMPolicy.load(ckpt)
+    with LocalServer(ckpt) as srv, PolicyClient(srv.address, timeout_s=60) as client:
+        meta = client.hello()
+        assert meta["checkpoint_hash"] == json.loads((ckpt / "meta.json").read_text())["checkpoint_hash"]
+        images, stamps = random_observation(meta, 3)
+        got = client.infer(images, timestamps=stamps, seed=5)
+    want = local.infer({c: v[None] for c, v in images.items()}, seed=5)
+    assert got["actions"].shape == (16, 7)
+    np.testing.assert_array_equal(got["actions"], want["actions"][0])
+
+
+def test_data_errors_are_clear(tmp_path, demo_root, init_ckpt):
+    from uwm_robot.training_data import TrainingDataError
+
+    with pytest.raises(TrainingDataError, match="no usable episodes"):
+        load_training_data([demo_root / "discarded"], CFG)
+    other = tmp_path / "other"
+    write_synthetic_episode(other, n_steps=4, camera_shapes={"exterior_image_1_left": (56, 72)}, save_raw_frames=True)
+    with pytest.raises(TrainingDataError, match="no camera"):
+        load_training_data([other], CFG)
+    assert find_episodes([demo_root]) == [demo_root / "demo_000", demo_root / "demo_001"]
+
+
+def test_torchrun_ddp_two_processes(demo_root, init_ckpt, tmp_path):
+    """The same command under torchrun: 2 CPU processes (gloo), gradients all-reduced."""
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+           "-m", "uwm_robot.cli", "finetune", "--data", str(demo_root), "--init", str(init_ckpt), "--out", str(out),
+           "--steps", "3", "--batch-size", "2", "--warmup-steps", "1", "--log-every", "1", "--threads", "1",
+           "--device", "cpu"]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    r = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "2 process(es)" in r.stdout
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in rows] == [1, 2, 3]  # one writer (rank 0)
+    assert load_checkpoint(out / "checkpoint").meta["step"] == 3
