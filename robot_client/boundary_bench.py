@@ -6,9 +6,12 @@ inpainting (`control.inpaint`, no blend). Jerk is measured on what the loop comm
 DROID linear velocity after the safety clip, v_t = a_t[:3] * max_translation_per_step / dt (m/s),
 whose second difference over dt^2 is the third difference of the commanded end-effector path:
 jerk_t = |v_t - 2 v_{t-1} + v_{t-2}| / dt^2 (m/s^3). The same for the angular part (rad/s^3).
-A window (t-2, t-1, t) is a *boundary* window when it spans two chunks or holds a blended tick
-(so a blend's own ticks count against it), else *interior*; windows with a hold or no action
-are left out.
+A window (t-2, t-1, t) is a *boundary* window when its actions come from more than one plan,
+else *interior*; windows with a hold or no action are left out. A plan is a chunk, except that
+an inpainted chunk's fixed rows (the old chunk's actions, executed as they were) are a plan of
+their own: with inpainting the switch to new actions happens where the prefix ends, and that
+window must count as a boundary too. A blended tick always makes its window a boundary one (the
+blend's own ticks count against it).
 """
 
 from __future__ import annotations
@@ -33,25 +36,30 @@ class Variant:
 
 
 class StepCollector:
-    """Observer for `run_sim_trial`: the commanded (clipped) action, chunk and blend flag per tick."""
+    """Observer for `run_sim_trial`: the commanded (clipped) action, its plan and blend flag per tick."""
 
     def __init__(self) -> None:
         self.actions: list[np.ndarray | None] = []
-        self.chunk_ids: list[int] = []
+        self.plans: list[tuple[int, bool]] = []  # (chunk id, from the inpainted prefix)
         self.blended: list[bool] = []
-        self.chunks = 0
+        self._prefix_rows: dict[int, int] = {}
+
+    @property
+    def chunks(self) -> int:
+        return len(self._prefix_rows)
+
+    def on_chunk(self, chunk) -> None:
+        # The fixed rows are a head of the chunk (pending_prefix fixes rows 0..n-1).
+        self._prefix_rows[chunk.request_id] = int(chunk.meta.get("inpainted_rows", 0))
 
     def on_step(self, rec: StepRecord, frames) -> None:
         cmd = rec.command
         self.actions.append(None if cmd.hold or cmd.clipped_action is None else np.asarray(cmd.clipped_action, float))
-        self.chunk_ids.append(rec.chunk_id)
+        self.plans.append((rec.chunk_id, 0 <= rec.action_index < self._prefix_rows.get(rec.chunk_id, 0)))
         self.blended.append(rec.blended)
 
-    def on_chunk(self, chunk) -> None:
-        self.chunks += 1
 
-
-def jerk_windows(actions: list[np.ndarray | None], chunk_ids: list[int], blended: list[bool], dt: float,
+def jerk_windows(actions: list[np.ndarray | None], plans: list, blended: list[bool], dt: float,
                  step_scale: np.ndarray) -> dict[str, dict[str, list[float]]]:
     """{"boundary"|"interior": {"linear": [...], "angular": [...]}} jerk per window (see module doc)."""
     out = {kind: {"linear": [], "angular": []} for kind in ("boundary", "interior")}
@@ -61,8 +69,7 @@ def jerk_windows(actions: list[np.ndarray | None], chunk_ids: list[int], blended
             continue
         v = np.stack([a[:6] for a in window]) * step_scale / dt  # (3, 6) velocities
         jerk = (v[2] - 2 * v[1] + v[0]) / dt**2
-        ids = set(chunk_ids[t - 2 : t + 1])
-        kind = "boundary" if len(ids) > 1 or any(blended[t - 2 : t + 1]) else "interior"
+        kind = "boundary" if len(set(plans[t - 2 : t + 1])) > 1 or any(blended[t - 2 : t + 1]) else "interior"
         out[kind]["linear"].append(float(np.linalg.norm(jerk[:3])))
         out[kind]["angular"].append(float(np.linalg.norm(jerk[3:])))
     return out
@@ -118,7 +125,7 @@ def run_bench(args: argparse.Namespace) -> dict:
                 r = run_sim_trial(spec, policy, metadata, vset, EStop(), record=False, live_view=collector)
                 if r.stats["errors"]:
                     raise RuntimeError(f"{variant.name}, seed {seed}: {r.stats['errors'][0]}")
-                w = jerk_windows(collector.actions, collector.chunk_ids, collector.blended, dt, step_scale)
+                w = jerk_windows(collector.actions, collector.plans, collector.blended, dt, step_scale)
                 for kind in pooled:
                     for part in pooled[kind]:
                         pooled[kind][part] += w[kind][part]

@@ -37,6 +37,15 @@ def test_blended_ticks_count_as_boundary_and_holds_are_skipped():
     assert len(w["interior"]["linear"]) == 2  # ticks 2 and 9; 6, 7, 8 contain the hold
 
 
+def test_the_end_of_an_inpainted_prefix_is_a_boundary():
+    # Chunk 2 starts with the old plan's actions (its prefix rows), then its own from tick 5.
+    actions = [act(0.2)] * 5 + [act(0.6)] * 3
+    plans = [(1, False)] * 3 + [(2, True)] * 2 + [(2, False)] * 3
+    w = jerk_windows(actions, plans, [False] * 8, DT, SCALE)
+    assert len(w["boundary"]["linear"]) == 4  # windows ending at 3, 4 (switch) and 5, 6 (prefix end)
+    assert w["boundary"]["linear"][:2] == [0.0, 0.0] and min(w["boundary"]["linear"][2:]) > 0
+
+
 def test_blend_list_parsing():
     assert parse_blends("0,4,4") == [0, 4]
     with pytest.raises(ValueError, match="--blend"):
