@@ -1,0 +1,88 @@
+"""Teleop demo recording: operator keys save / discard / reset; the expert device labels itself."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from robot_client.teleop import (
+    DISCARDED_DIR,
+    ExpertDevice,
+    KeyboardDevice,
+    OperatorEvents,
+    TeleopDevice,
+    collect_sim_demos,
+    next_demo_index,
+)
+from uwm_robot.episode import load_episode
+from uwm_robot.training_data import find_episodes
+
+PUSH = np.array([0.2, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0])
+
+
+class ScriptedOperator(TeleopDevice):
+    """Pushes +x every tick and presses one operator key at a given tick of each episode."""
+
+    name = "scripted"
+
+    def __init__(self, events: OperatorEvents, script: list[tuple[int, str]]):
+        self.events, self.script = events, list(script)
+        self.handlers = events.handlers()
+        self.tick = 0
+        self.key_at: tuple[int, str] | None = None
+
+    def reset(self, env) -> None:
+        self.tick = 0
+        self.key_at = self.script.pop(0)
+
+    def action(self) -> np.ndarray:
+        if self.tick == self.key_at[0]:
+            self.handlers[self.key_at[1]]()  # as the key listener thread would
+        self.tick += 1
+        return PUSH.copy()
+
+
+def test_keys_save_discard_and_reset(tmp_path):
+    events = OperatorEvents()
+    device = ScriptedOperator(events, [(5, "\n"), (3, "n"), (2, "r"), (4, "y")])
+    out = tmp_path / "demos"
+    results = collect_sim_demos("rice_cooker", device, out, episodes=2, camera_shape=(32, 32), realtime=False,
+                                events=events, operator="tester")
+    assert [(r.saved, r.steps, r.reason) for r in results] == [
+        (True, 6, "save"), (False, 4, "discard"), (False, 3, "discard"), (True, 5, "save")]
+    assert sorted(p.name for p in out.iterdir()) == ["demo_000", "demo_003", DISCARDED_DIR]
+    assert sorted(p.name for p in (out / DISCARDED_DIR).iterdir()) == ["demo_001", "demo_002"]
+    assert find_episodes([out]) == [out / "demo_000", out / "demo_003"]  # training never sees discards
+
+    saved = load_episode(out / "demo_000")
+    assert saved.meta["kind"] == "demo" and saved.meta["operator"] == "tester" and saved.meta["seed"] == 0
+    assert saved.meta["outcome"] == {"success": True, "decided_by": "operator_key", "reason": "saved"}
+    assert saved.num_steps == 6 and saved.frames("wrist_image_left").shape == (6, 32, 32, 3)
+    np.testing.assert_allclose(saved.steps["action_droid"], np.tile(PUSH, (6, 1)))
+    # The push went through the policy's action path: the flange moved along +x.
+    assert saved.steps["ee_pos"][-1, 0] - saved.steps["ee_pos"][0, 0] > 0.02
+    dropped = load_episode(out / DISCARDED_DIR / "demo_001")
+    assert dropped.meta["discarded"] and dropped.meta["outcome"]["success"] is None and dropped.num_steps == 4
+    assert next_demo_index(out) == 4  # a second session numbers on
+
+
+def test_expert_device_records_a_successful_demo(tmp_path):
+    results = collect_sim_demos("rice_cooker", ExpertDevice(), tmp_path, episodes=1, camera_shape=(32, 32),
+                                cameras=("wrist_image_left",), save_raw_frames=False, max_attempts=1)
+    assert len(results) == 1 and results[0].saved, results
+    ep = load_episode(results[0].path)
+    assert ep.meta["outcome"]["decided_by"] == "sim_check" and ep.meta["teleop_device"] == "expert"
+    assert ep.cameras == ["wrist_image_left"] and ep.num_steps > 200
+    assert np.isfinite(ep.steps["action_model"]).all() and ep.steps["action_droid"][:, 6].max() == 1.0
+
+
+def test_keyboard_pulses_decay_and_g_toggles_the_gripper():
+    kb = KeyboardDevice(speed=0.5, hold_ticks=2)
+    handlers = kb.key_handlers()
+    handlers["w"]()
+    assert kb.action()[0] == 0.5 and kb.action()[0] == 0.5 and kb.action()[0] == 0.0
+    handlers["u"]()
+    assert kb.action()[5] == 0.5
+    handlers["g"]()
+    assert kb.action()[6] == 1.0
+    handlers["g"]()
+    assert kb.action()[6] == 0.0
