@@ -42,20 +42,20 @@ class StepCollector:
         self.actions: list[np.ndarray | None] = []
         self.plans: list[tuple[int, bool]] = []  # (chunk id, from the inpainted prefix)
         self.blended: list[bool] = []
-        self._prefix_rows: dict[int, int] = {}
+        self.prefix_rows: dict[int, int] = {}
 
     @property
     def chunks(self) -> int:
-        return len(self._prefix_rows)
+        return len(self.prefix_rows)
 
     def on_chunk(self, chunk) -> None:
         # The fixed rows are a head of the chunk (pending_prefix fixes rows 0..n-1).
-        self._prefix_rows[chunk.request_id] = int(chunk.meta.get("inpainted_rows", 0))
+        self.prefix_rows[chunk.request_id] = int(chunk.meta.get("inpainted_rows", 0))
 
     def on_step(self, rec: StepRecord, frames) -> None:
         cmd = rec.command
         self.actions.append(None if cmd.hold or cmd.clipped_action is None else np.asarray(cmd.clipped_action, float))
-        self.plans.append((rec.chunk_id, 0 <= rec.action_index < self._prefix_rows.get(rec.chunk_id, 0)))
+        self.plans.append((rec.chunk_id, 0 <= rec.action_index < self.prefix_rows.get(rec.chunk_id, 0)))
         self.blended.append(rec.blended)
 
 
@@ -117,7 +117,7 @@ def run_bench(args: argparse.Namespace) -> dict:
                                           stop_on_success=False)
             vset = dataclasses.replace(settings, control=control)
             pooled = {kind: {"linear": [], "angular": []} for kind in ("boundary", "interior")}
-            chunks = 0
+            chunks, prefix_rows = 0, []
             for seed in seeds:
                 t0 = time.monotonic()
                 collector = StepCollector()
@@ -130,11 +130,14 @@ def run_bench(args: argparse.Namespace) -> dict:
                     for part in pooled[kind]:
                         pooled[kind][part] += w[kind][part]
                 chunks += collector.chunks
+                prefix_rows += [n for n in collector.prefix_rows.values() if n]
                 print(f"[bench-boundary] {variant.name:>9} seed {seed}: {r.steps} steps, {collector.chunks} chunks, "
                       f"boundary lin jerk mean {summarize(w['boundary']['linear'])['mean']:.2f} m/s^3 "
                       f"({time.monotonic() - t0:.0f} s)", flush=True)
             results.append({
                 "variant": variant.name, "blend_steps": variant.blend_steps, "inpaint": variant.inpaint, "chunks": chunks,
+                "prefix_rows": {"chunks": len(prefix_rows), "min": min(prefix_rows, default=0), "max": max(prefix_rows, default=0),
+                                "mean": float(np.mean(prefix_rows)) if prefix_rows else 0.0},
                 **{f"{kind}_{part}": summarize(pooled[kind][part]) for kind in pooled for part in pooled[kind]},
             })
     return {
@@ -168,6 +171,11 @@ def cmd_bench_boundary(args: argparse.Namespace) -> int:
     print("jerk of the commanded velocity: linear m/s^3, angular rad/s^3\n")
     table = markdown_table(report)
     print(table)
+    for r in report["results"]:
+        pr = r["prefix_rows"]
+        if pr["chunks"]:
+            print(f"{r['variant']}: {pr['chunks']} of {r['chunks']} chunks inpainted, fixed rows per chunk "
+                  f"min {pr['min']}, mean {pr['mean']:.1f}, max {pr['max']}")
     if args.out:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
