@@ -165,7 +165,7 @@ class UWMSampler:
         p, m = p.expand(batch, L, D), m.expand(batch, L)
         noise = torch.randn((K, batch, L, D), generator=gen)  # after the official draws
         sa, s1a = inpaint_levels(self.model.noise_scheduler, K).T[:, :, None, None, None]
-        # Level k: init (k = 0) and after steps 1..K-1; after the last step the rows are the prefix.
+        # targets[0]: x_T; targets[k]: after DDIM step k (k = 1..K-1); targets[K]: the prefix itself (clean).
         targets = torch.cat((sa[:K] * p + s1a[:K] * noise, p[None]))
         dev = self.model.device
         return Inpaint(m[..., None].to(dev), targets.to(dev))
