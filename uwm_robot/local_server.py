@@ -17,6 +17,19 @@ from pathlib import Path
 READY_RE = re.compile(r"^READY (\S+) ")
 
 
+def _child_setup(niceness: int) -> None:
+    """In the server process before exec: lower its priority, and have Linux end it when the
+    parent dies however it dies (SIGKILL included), so no orphaned server keeps a GPU or port."""
+    if niceness:
+        os.nice(niceness)
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 class LocalServer:
     """`policy_server serve` in a subprocess; READY line parsed; `stop()` always ends it.
 
@@ -42,7 +55,7 @@ class LocalServer:
         if cpu_threads:
             env["OMP_NUM_THREADS"] = str(cpu_threads)
         self.proc = subprocess.Popen(self.cmd, stdout=subprocess.PIPE, stderr=self._log, text=True, env=env,
-                                     preexec_fn=(lambda: os.nice(niceness)) if niceness else None)
+                                     preexec_fn=lambda: _child_setup(niceness))
         self.ready_line = ""
         self.address = ""
         self.stdout_tail: list[str] = []
