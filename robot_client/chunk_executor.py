@@ -95,6 +95,11 @@ class ChunkExecutor:
             return None
         return pending_prefix(self.chunk, t_obs_new, self.dt, self.chunk.window_end(self.execute_k), horizon)
 
+    def clear(self) -> None:
+        """Forget every chunk (an operator took over): nothing executes until a new one arrives."""
+        self.chunk = self.previous = None
+        self._switch_time = None
+
     def remaining(self, t: float) -> int:
         """Executable actions left in the current chunk at time t (this tick's included)."""
         if self.chunk is None:

@@ -47,11 +47,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         from robot_client.live_view import LiveView
 
         live = LiveView(spawn=args.live, save_path=args.live_save)
-    with open_policy(settings, args.server, args.token_file, args.checkpoint) as (policy, metadata), \
-            KeyListener({"e": lambda: estop.trip("operator key 'e'"), " ": lambda: estop.trip("operator key space")}):
+    takeover = _takeover(args.takeover)
+    keys = {**(takeover.key_handlers() if takeover else {}), "e": lambda: estop.trip("operator key 'e'"),
+            " ": lambda: estop.trip("operator key space")}
+    with open_policy(settings, args.server, args.token_file, args.checkpoint) as (policy, metadata), KeyListener(keys):
         for i in range(args.trials):
             spec = TrialSpec(args.task, condition, args.seed + i, out_root / f"trial_{i:03d}", args.max_steps, args.operator)
-            result = run_sim_trial(spec, policy, metadata, settings, estop, realtime=args.realtime, live_view=live)
+            result = run_sim_trial(spec, policy, metadata, settings, estop, realtime=args.realtime, live_view=live,
+                                   takeover=takeover)
             results.append(result)
             s = result.stats
             print(f"[robot_client] trial {i} seed={spec.seed} {condition}: {result.reason} success={result.success} "
@@ -62,6 +65,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     n_ok = sum(r.success for r in results)
     print(f"[robot_client] {n_ok}/{len(results)} successful; episodes in {out_root}")
     return 0
+
+
+def _takeover(device_name: str | None):
+    """`--takeover DEVICE`: the operator toggles control with `t` (DAgger-style, steps tagged)."""
+    if not device_name:
+        return None
+    from robot_client.teleop import Takeover, make_device
+
+    print("[robot_client] takeover: t = take / give back the arm", flush=True)
+    return Takeover(make_device(device_name))
 
 
 def _conditions(arg: str, task: str) -> list[str]:
@@ -152,14 +165,16 @@ def _run_franka(args, settings) -> int:
     condition = "ID" if args.condition.lower() == "id" else args.condition.upper()
     out_root = Path(args.out) if getattr(args, "out", None) else Path(settings.out_root) / args.task / time.strftime("%Y%m%d-%H%M%S")
     estop = EStop()
+    takeover = _takeover(getattr(args, "takeover", None))
     with open_policy(settings, args.server, args.token_file, args.checkpoint) as (policy, metadata):
         for i in range(getattr(args, "trials", 1)):
             label = OperatorLabel()
-            keys = {**label.handlers(), "e": lambda: estop.trip("operator key 'e'")}
+            keys = {**(takeover.key_handlers() if takeover else {}), **label.handlers(),
+                    "e": lambda: estop.trip("operator key 'e'")}
             print(f"[robot_client] trial {i}: s = success, f = failure, d = discard, e = E-STOP", flush=True)
             with KeyListener(keys):
                 spec = TrialSpec(args.task, condition, args.seed + i, out_root / f"trial_{i:03d}", args.max_steps, args.operator)
-                r = run_franka_trial(spec, policy, metadata, settings, estop, label)
+                r = run_franka_trial(spec, policy, metadata, settings, estop, label, takeover=takeover)
             print(f"[robot_client] trial {i}: {r.reason} label={label.label}", flush=True)
             if r.reason in ("estop", "interrupted"):
                 break
@@ -227,6 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", default=None, help="episode root (default: rollouts/<task>/<time>/)")
     run.add_argument("--live", action="store_true", help="stream cameras, state and actions to a Rerun viewer")
     run.add_argument("--live-save", default=None, help="also write the live stream to this .rrd file")
+    run.add_argument("--takeover", choices=["keyboard", "spacemouse"], default=None,
+                     help="let an operator take the arm with this device (t toggles; steps tagged 'intervention')")
     run.set_defaults(func=cmd_run)
 
     ev = sub.add_parser("eval", help="ID/OOD evaluation: N trials per condition, resumable, then a report")

@@ -58,6 +58,7 @@ class StepRecord:
     action_index: int
     chunk_id: int
     blended: bool
+    intervention: bool = False  # an operator had the arm (DAgger takeover)
 
 
 @dataclass
@@ -70,6 +71,7 @@ class LoopStats:
     dropped_actions: int = 0
     chunks: int = 0
     overruns: int = 0  # ticks that took more than 1.5 periods
+    intervention_ticks: int = 0  # ticks an operator drove (takeover)
     errors: list[str] = field(default_factory=list)
 
     def summary(self, dt: float) -> dict:
@@ -88,6 +90,7 @@ class LoopStats:
             "dropped_actions": self.dropped_actions,
             "chunks": self.chunks,
             "overruns": self.overruns,
+            "intervention_ticks": self.intervention_ticks,
             "queue_depth_min": int(min(self.queue_depth[1:] or [0])),
             "errors": list(self.errors),
         }
@@ -104,7 +107,7 @@ class EpisodeResult:
 class ControlLoop:
     def __init__(self, robot, gripper, cameras: dict, clock, policy, action_path, config: LoopConfig,
                  image_shapes: dict[str, tuple[int, int]], n_obs_steps: int = 2, estop: EStop | None = None,
-                 success_check=None, on_step=None, on_chunk=None, stop_check=None):
+                 success_check=None, on_step=None, on_chunk=None, stop_check=None, takeover=None):
         self.robot, self.gripper, self.cameras, self.clock = robot, gripper, cameras, clock
         self.policy = policy
         self.action_path = action_path
@@ -115,6 +118,7 @@ class ControlLoop:
         self.on_step = on_step  # f(StepRecord, frames) for recording
         self.on_chunk = on_chunk  # f(Chunk) for recording
         self.stop_check = stop_check  # f() -> reason to end the episode now (operator label) or None
+        self.takeover = takeover  # robot_client.teleop.Takeover: an operator may take the arm
         self.watchdog = ControllerWatchdog(robot)
         self.max_width = float(getattr(gripper.get_state(), "max_width", 0.08))
         self.stats = LoopStats()
@@ -186,7 +190,10 @@ class ControlLoop:
                 elif isinstance(result, BaseException):
                     self.stats.errors.append(f"inference failed: {result}")
                     log.error("inference failed: %s", result)
-                if not worker.busy and self._needs_request(executor, t):
+                operator_action = self.takeover.action() if self.takeover is not None else None
+                if operator_action is not None:
+                    executor.clear()  # the policy's plan is void; on release it asks afresh
+                elif not worker.busy and self._needs_request(executor, t):
                     seed = None if cfg.seed is None else cfg.seed + self.stats.chunks + len(self.stats.errors)
                     obs = self.history.snapshot()
                     # Inpainting: the actions the old chunk still executes before the new one takes over.
@@ -197,8 +204,12 @@ class ControlLoop:
                 self.stats.queue_depth.append(executor.remaining(t))
                 gripper_now = 1.0 - float(g_state.width) / self.max_width
                 action = None if scheduled is None else scheduled.action
+                if operator_action is not None:
+                    action = np.asarray(operator_action, dtype=float)
                 command = self.action_path(action, q, ee_pos, ee_quat, gripper_cmd if gripper_cmd is not None else gripper_now)
-                if scheduled is None and first_chunk_seen:
+                if operator_action is not None:
+                    self.stats.intervention_ticks += 1
+                elif scheduled is None and first_chunk_seen:
                     self.stats.idle_ticks += 1
                 elif command.hold and scheduled is not None:
                     self.stats.hold_ticks += 1
@@ -212,7 +223,7 @@ class ControlLoop:
                     self.on_step(StepRecord(t, q, ee_pos, ee_quat, float(g_state.width), command, action,
                                             -1 if scheduled is None else scheduled.index,
                                             -1 if scheduled is None else scheduled.chunk.request_id,
-                                            bool(scheduled and scheduled.blended)), frames)
+                                            bool(scheduled and scheduled.blended), operator_action is not None), frames)
                 if self.success_check is not None and self.success_check():
                     success = True
                     if cfg.stop_on_success:

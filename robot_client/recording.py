@@ -334,7 +334,8 @@ class EpisodeWriter:
             rec["action_index"] = record.action_index
             rec["chunk_id"] = record.chunk_id
             rec["blended"] = bool(record.blended)
-            rec["intervention"] = bool(intervention)
+            intervention = bool(intervention or getattr(record, "intervention", False))
+            rec["intervention"] = intervention
             index = self.num_steps
             images = {}
             for cam, (h, w) in self.cameras.items():

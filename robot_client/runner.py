@@ -116,7 +116,7 @@ def fan_out(observers: list, method: str):
 
 
 def run_sim_trial(spec: TrialSpec, policy, metadata: dict, settings: ClientSettings, estop: EStop,
-                  realtime: bool = False, record: bool = True, live_view=None) -> EpisodeResult:
+                  realtime: bool = False, record: bool = True, live_view=None, takeover=None) -> EpisodeResult:
     from robot_client.sim.env import SimEnv
 
     shapes = camera_shapes(metadata)
@@ -138,7 +138,7 @@ def run_sim_trial(spec: TrialSpec, policy, metadata: dict, settings: ClientSetti
                            make_action_path("cartesian_velocity", SafetyMonitor(settings.safety)), cfg, shapes,
                            n_obs_steps=int(metadata.get("n_obs_steps", 2)), estop=estop, success_check=env.check_success,
                            on_step=fan_out([recorder, live_view], "on_step"),
-                           on_chunk=fan_out([recorder, live_view], "on_chunk"))
+                           on_chunk=fan_out([recorder, live_view], "on_chunk"), takeover=takeover)
         t0 = time.monotonic()
         result = loop.run()
         result.stats["wall_s"] = time.monotonic() - t0
@@ -165,7 +165,8 @@ class OperatorLabel:
 
 
 def run_franka_trial(spec: TrialSpec, policy, metadata: dict, settings: ClientSettings, estop: EStop,
-                     label: OperatorLabel, robot_config=None, camera_config=None, record: bool = True) -> EpisodeResult:
+                     label: OperatorLabel, robot_config=None, camera_config=None, record: bool = True,
+                     takeover=None) -> EpisodeResult:
     """The same loop on the real arm: Polymetis + RealSense, wall clock, operator labels."""
     from robot_client.backends.polymetis import make_robot
     from robot_client.cameras.factory import make_cameras, start_cameras, stop_cameras
@@ -185,7 +186,8 @@ def run_franka_trial(spec: TrialSpec, policy, metadata: dict, settings: ClientSe
                            make_action_path("cartesian_velocity", SafetyMonitor(settings.safety)), cfg, shapes,
                            n_obs_steps=int(metadata.get("n_obs_steps", 2)), estop=estop,
                            on_step=recorder.on_step if recorder else None,
-                           on_chunk=recorder.on_chunk if recorder else None, stop_check=label.stop_reason)
+                           on_chunk=recorder.on_chunk if recorder else None, stop_check=label.stop_reason,
+                           takeover=takeover)
         result = loop.run()
         result.success = label.label == "success"
         if recorder:

@@ -318,3 +318,33 @@ def collect_sim_demos(task: str, device: TeleopDevice, out_root: Path, episodes:
         if progress is not None:
             progress(results[-1], sum(r.saved for r in results))
     return results
+
+
+# ---- DAgger-style takeover during a policy run ------------------------------------------------------
+class Takeover:
+    """An operator takes the arm from the policy and gives it back: `t` toggles. While active the
+    device's actions replace the policy's (through the same action path) and the recorded steps
+    are tagged `intervention`; on release the loop asks for a fresh chunk."""
+
+    def __init__(self, device: TeleopDevice):
+        self.device = device
+        self._active = threading.Event()
+
+    @property
+    def active(self) -> bool:
+        return self._active.is_set()
+
+    def toggle(self) -> None:
+        if self._active.is_set():
+            self._active.clear()
+        else:
+            self.device.reset(None)
+            self._active.set()
+        log.warning("operator takeover %s", "ON" if self.active else "OFF (policy resumes)")
+
+    def key_handlers(self) -> dict:
+        return {**self.device.key_handlers(), "t": self.toggle}
+
+    def action(self) -> np.ndarray | None:
+        """The operator's action this tick, or None when the policy has the arm."""
+        return self.device.action() if self.active else None

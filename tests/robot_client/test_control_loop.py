@@ -105,3 +105,38 @@ def test_watchdog_restarts_a_controller_the_sim_killed(env):
     dog.send(q)  # notices, restarts, and the update goes through
     assert env.robot.is_running_policy() and len(dog.events) == 1
     assert "not running" in dog.events[0].reason
+
+
+def test_operator_takeover_replaces_the_policy_and_tags_the_steps(env):
+    from robot_client.teleop import Takeover, TeleopDevice
+
+    operator_action = np.array([0.0, 0.4, 0, 0, 0, 0, 0.0])
+
+    class Stick(TeleopDevice):
+        name = "stick"
+
+        def action(self):
+            return operator_action.copy()
+
+    takeover = Takeover(Stick())
+    records = []
+
+    def on_step(record, frames):
+        records.append(record)
+        if len(records) in (10, 20):  # the operator grabs the arm after tick 9 and lets go after tick 19
+            takeover.toggle()
+
+    policy = ScriptedPolicy()
+    loop = make_loop(env, policy, max_steps=40)
+    loop.takeover, loop.on_step = takeover, on_step
+    result = loop.run()
+    tagged = [r.intervention for r in records]
+    assert tagged == [False] * 10 + [True] * 10 + [False] * 20
+    y = np.array([r.ee_pos[1] for r in records])
+    assert y[20] - y[10] > 0.15  # +y at 0.4 * 0.075 m per tick while the operator drove
+    for r in records[10:20]:
+        np.testing.assert_allclose(r.action, operator_action)
+        assert r.chunk_id == -1
+    # On release the policy's old plan is gone: it asks afresh and drives +x again.
+    assert any(r.chunk_id >= 0 for r in records[20:]) and records[-1].action[0] == pytest.approx(0.3)
+    assert result.stats["intervention_ticks"] == 10

@@ -86,3 +86,17 @@ def test_keyboard_pulses_decay_and_g_toggles_the_gripper():
     assert kb.action()[6] == 1.0
     handlers["g"]()
     assert kb.action()[6] == 0.0
+
+
+def test_recorder_keeps_the_intervention_tag_of_a_step(tmp_path):
+    import dataclasses
+
+    from robot_client.recording import EpisodeWriter, synthetic_frames, synthetic_step
+
+    shapes = {"wrist_image_left": (16, 16)}
+    with EpisodeWriter(tmp_path / "ep", {"kind": "rollout"}, shapes, video=False) as rec:
+        for i in range(4):
+            rec.on_step(dataclasses.replace(synthetic_step(i), intervention=i in (1, 2)), synthetic_frames(i, shapes))
+        meta = rec.finish(True, "sim_check", "success")
+    assert load_episode(tmp_path / "ep").steps["intervention"].tolist() == [0, 1, 1, 0]
+    assert meta["intervention_steps"] == 2
