@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The README's demo: the whole stack end to end on this machine, with no robot and no GPU.
-#  1. a UWM checkpoint (tiny preset; random weights until a trained one is committed — the arm
-#     then moves but does not solve the task),
+#  1. the committed UWM checkpoint trained by this stack on sim demos (docs/results.md); random
+#     tiny weights if it is missing (the arm then moves but does not solve the task),
 #  2. `robot_client eval` starts a policy server on loopback, drives the MuJoCo Franka through
 #     the Polymetis-API stand-in with 3 sim cameras, 15 Hz receding horizon, records episodes,
 #  3. writes an HTML/Markdown report of the trials.
@@ -9,11 +9,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export MUJOCO_GL=${MUJOCO_GL:-egl}
 CKPT=checkpoints/rice_cooker_tiny
+STEPS=700  # the task takes ~23 s (350 steps) for the scripted expert
 if [ ! -f "$CKPT/model.safetensors" ]; then
   CKPT=runs/demo/tiny_random
   [ -f "$CKPT/model.safetensors" ] || uwm_robot init --preset tiny --out "$CKPT"
   echo "[demo] no trained checkpoint in checkpoints/: using random weights ($CKPT)"
+  STEPS=150
 fi
 OUT=runs/demo/eval-$(date +%Y%m%d-%H%M%S)
-robot_client eval --task rice_cooker --condition ID --trials 2 --max-steps 150 --checkpoint "$CKPT" --out "$OUT"
+robot_client eval --task rice_cooker --condition ID --trials 2 --max-steps "$STEPS" --checkpoint "$CKPT" --out "$OUT"
 echo "[demo] open $OUT/report.html (episodes, videos and timing in $OUT/rice_cooker/ID/)"

@@ -1,0 +1,26 @@
+"""The committed sim policy (docs/results.md) is a complete, servable checkpoint of the stack's own training."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+CKPT = Path(__file__).resolve().parents[2] / "checkpoints" / "rice_cooker_tiny"
+
+
+@pytest.mark.skipif(not (CKPT / "model.safetensors").exists(), reason="no committed checkpoint")
+def test_committed_checkpoint_loads_verified_and_serves_a_chunk():
+    from policy_server.local import random_observation
+    from uwm_robot.checkpoint import load_checkpoint
+    from uwm_robot.inference import UWMPolicy
+
+    loaded = load_checkpoint(CKPT, verify=True)  # weights re-hashed against meta.json
+    assert loaded.meta["source"] == "uwm_robot finetune" and loaded.meta["final"]
+    assert loaded.meta["episodes"] >= 50 and loaded.config.cameras == ("exterior_image_2_left", "wrist_image_left")
+    assert (CKPT / "model.safetensors").stat().st_size <= 60e6
+    policy = UWMPolicy.load(CKPT)
+    images, _ = random_observation(policy.metadata(), 0)
+    out = policy.infer({c: v[None] for c, v in images.items()}, seed=0)
+    assert out["actions"].shape == (1, 16, 7) and np.isfinite(out["actions"]).all()
