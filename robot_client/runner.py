@@ -143,7 +143,10 @@ def run_sim_trial(spec: TrialSpec, policy, metadata: dict, settings: ClientSetti
         result = loop.run()
         result.stats["wall_s"] = time.monotonic() - t0
         if recorder:
-            recorder.finish(success=result.success, decided_by="sim_check", reason=result.reason, stats=result.stats)
+            check = env.success
+            recorder.finish(success=result.success, decided_by="sim_check", reason=result.reason, stats=result.stats,
+                            extra={"task_progress": {"stage": check.stage, "stages": list(check.stages),
+                                                     "reached": list(check.stages[:check.stage])}})
         return result
     finally:
         env.close()

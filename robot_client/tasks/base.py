@@ -44,9 +44,12 @@ def load_task_config(path: str | Path) -> TaskConfig:
 class SuccessCheck(ABC):
     """Called once per control step; remembers progress (tasks are multi-stage)."""
 
+    stages: tuple[str, ...] = ()  # names of the sub-goals a multi-stage check tracks, in order
+
     def __init__(self, world) -> None:
         self.world = world
         self.success = False
+        self.stage = 0  # sub-goals reached so far (partial progress of a failed trial)
 
     def update(self) -> bool:
         if not self.success:

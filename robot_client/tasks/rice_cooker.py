@@ -16,9 +16,7 @@ CUP_HALF_HEIGHT = 0.03
 class RiceCookerCheck(SuccessCheck):
     """lid open (> 1.2 rad) -> cup inside the pot -> lid closed (< 0.05 rad) with the cup still inside."""
 
-    def __init__(self, world) -> None:
-        super().__init__(world)
-        self.stage = 0
+    stages = ("lid opened", "cup in the pot", "lid closed")
 
     def _update(self) -> bool:
         angle = lid_angle(self.world)
@@ -27,7 +25,9 @@ class RiceCookerCheck(SuccessCheck):
             self.stage = 1
         if self.stage == 1 and inside:
             self.stage = 2
-        return self.stage == 2 and inside and angle < CLOSED_ANGLE
+        if self.stage == 2 and inside and angle < CLOSED_ANGLE:
+            self.stage = 3
+        return self.stage == 3
 
 
 def lid_angle(world) -> float:
