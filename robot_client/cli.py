@@ -12,7 +12,7 @@ from robot_client.safety import EStop
 from robot_client.settings import DEFAULT_PATH, load_settings
 from robot_client.report import register as report_register
 from robot_client.boundary_bench import register as boundary_register
-from robot_client.sim_cli import add_sim_subparser
+from robot_client.sim_cli import add_sim_subparser, parse_size
 
 
 def _common_policy_args(p: argparse.ArgumentParser) -> None:
@@ -181,14 +181,6 @@ def _run_franka(args, settings) -> int:
     return 0
 
 
-def _parse_hw(text: str) -> tuple[int, int]:
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected HEIGHTxWIDTH, e.g. 128x128, got {text!r}") from None
-    return h, w
-
-
 def cmd_teleop(args: argparse.Namespace) -> int:
     """Record demos: the device drives the arm through the policy's action path; keys label each one."""
     from tqdm import tqdm
@@ -266,7 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     tp.add_argument("--robot", choices=["sim", "franka"], default=None)
     tp.add_argument("--condition", default="ID")
     tp.add_argument("--seed", type=int, default=0, help="first episode's seed (attempt i uses seed + i)")
-    tp.add_argument("--camera-shape", type=_parse_hw, default=(128, 128), help="HxW of the recorded frames")
+    tp.add_argument("--camera-shape", type=parse_size, default=(128, 128), help="HxW of the recorded frames")
     tp.add_argument("--cameras", default=None, help="comma list of cameras to record (default: all three)")
     tp.add_argument("--realtime", action="store_true", help="expert: pace on the wall clock (people always do)")
     tp.add_argument("--no-raw-frames", action="store_true", help="keep only the H.264 videos (lossy)")

@@ -26,6 +26,15 @@ from robot_client.watchdog import ControllerWatchdog
 log = logging.getLogger(__name__)
 
 
+def send_gripper(gripper, position: float, last: float | None, max_width: float, speed: float,
+                 force: float) -> float:
+    """DROID gripper position (0 open, 1 closed) -> a non-blocking `goto`, only when it changed.
+    Returns the position now commanded."""
+    if last is None or abs(position - last) > 1e-3:
+        gripper.goto(width=max_width * (1.0 - position), speed=speed, force=force, blocking=False)
+    return position
+
+
 @dataclass(frozen=True)
 class LoopConfig:
     control_hz: float = 15.0
@@ -138,10 +147,8 @@ class ControlLoop:
         return executor.remaining(t) <= self._lead_ticks()
 
     def _send_gripper(self, position: float, last: float | None) -> float:
-        if last is None or abs(position - last) > 1e-3:
-            width = self.max_width * (1.0 - position)  # DROID: 0 open, 1 closed
-            self.gripper.goto(width=width, speed=self.config.gripper_speed, force=self.config.gripper_force, blocking=False)
-        return position
+        return send_gripper(self.gripper, position, last, self.max_width, self.config.gripper_speed,
+                            self.config.gripper_force)
 
     def _hold(self) -> None:
         """Stop the arm where it is: the running controller keeps the current position."""

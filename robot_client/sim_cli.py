@@ -12,7 +12,7 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 import numpy as np
 
 
-def _parse_size(text: str) -> tuple[int, int]:
+def parse_size(text: str) -> tuple[int, int]:
     try:
         height, width = (int(v) for v in text.lower().split("x"))
     except ValueError:
@@ -116,13 +116,13 @@ def add_sim_subparser(subparsers) -> argparse.ArgumentParser:
     sim_sub = sim.add_subparsers(dest="sim_command", required=True)
     b = sim_sub.add_parser("bench", help="lockstep speed (x real time) with 3 cameras")
     b.add_argument("--task", default="rice_cooker")
-    b.add_argument("--sizes", type=_parse_size, nargs="+", default=[(128, 128), (180, 320)], help="HxW ...")
+    b.add_argument("--sizes", type=parse_size, nargs="+", default=[(128, 128), (180, 320)], help="HxW ...")
     b.add_argument("--seconds", type=float, default=10.0, help="sim seconds per size")
     b.add_argument("--no-depth", action="store_true")
     c = sim_sub.add_parser("contact-sheet", help="PNG of every camera under every condition, per task")
     c.add_argument("--tasks", nargs="*")
     c.add_argument("--out-dir", default="docs")
-    c.add_argument("--size", type=_parse_size, default=(180, 320), help="HxW per tile")
+    c.add_argument("--size", type=parse_size, default=(180, 320), help="HxW per tile")
     e = sim_sub.add_parser("expert-eval", help="scripted-expert success rate over seeds (lockstep)")
     e.add_argument("--tasks", nargs="*")
     e.add_argument("--seeds", type=int, default=20)

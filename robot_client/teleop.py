@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from robot_client.action_path import make_action_path
-from robot_client.control_loop import StepRecord
+from robot_client.control_loop import StepRecord, send_gripper
 from robot_client.safety import EStop, SafetyMonitor
 
 log = logging.getLogger(__name__)
@@ -73,9 +73,7 @@ class ExpertDevice(TeleopDevice):
         self._done_at = None
 
     def action(self) -> np.ndarray:
-        if not self.expert.finished:
-            return self.expert.step().as_array()
-        return self.expert._action_towards_goal(0.3)[0].as_array()  # hold the last goal while settling
+        return self.expert.step().as_array()  # after the plan: holds the last goal while settling
 
     def finished(self) -> str | None:
         if self.env.check_success():
@@ -230,10 +228,9 @@ def record_demo(env_robot, env_gripper, cameras: dict, clock, device: TeleopDevi
         gripper_now = 1.0 - float(g_state.width) / max_width
         command = action_path(action, q, ee_pos, ee_quat, gripper_sent if gripper_sent is not None else gripper_now)
         env_robot.update_desired_joint_positions(command.q_target)
-        if not command.hold and (gripper_sent is None or abs(command.gripper - gripper_sent) > 1e-3):
-            env_gripper.goto(width=max_width * (1.0 - command.gripper), speed=gripper_speed, force=gripper_force,
-                             blocking=False)
-            gripper_sent = command.gripper
+        if not command.hold:
+            gripper_sent = send_gripper(env_gripper, command.gripper, gripper_sent, max_width, gripper_speed,
+                                        gripper_force)
         writer.on_step(StepRecord(t, q, ee_pos, ee_quat, float(g_state.width), command, action, -1, -1, False), frames)
         decided = events.take() or device.finished()
         if decided:

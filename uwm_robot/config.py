@@ -257,6 +257,21 @@ def _build(cls: type, data: dict[str, Any], source: str) -> Any:
 
 
 # ---- presets ----------------------------------------------------------------------------------
+# Small enough to train and serve on a 2-core CPU: DROID's cameras at half resolution,
+# a 4-block 256-wide DiT and a quarter-width VAE (same key names as SDXL's).
+TINY = ModelConfig(
+    image_shape=(90, 160),
+    resize_shape=(120, 160),
+    crop_shape=(96, 128),
+    img_embed_dim=64,
+    embed_dim=256,
+    timestep_embed_dim=128,
+    depth=4,
+    num_heads=4,
+    num_registers=4,
+    vae=VAEConfig(block_out_channels=(32, 64, 128, 128)),
+)
+
 PRESETS: dict[str, ModelConfig] = {
     # The paper's DROID model: 3 views x 2 frames, 180x320 -> 240x320 -> 224, 171 tokens.
     "droid": ModelConfig(),
@@ -270,34 +285,15 @@ PRESETS: dict[str, ModelConfig] = {
         num_registers=24,
         action_space="raw",
     ),
-    # Small enough to train and serve on a 2-core CPU: DROID's cameras at half resolution,
-    # a 4-block 256-wide DiT and a quarter-width VAE (same key names as SDXL's).
-    "tiny": ModelConfig(
-        image_shape=(90, 160),
-        resize_shape=(120, 160),
-        crop_shape=(96, 128),
-        img_embed_dim=64,
-        embed_dim=256,
-        timestep_embed_dim=128,
-        depth=4,
-        num_heads=4,
-        num_registers=4,
-        vae=VAEConfig(block_out_channels=(32, 64, 128, 128)),
-    ),
-    # The tiny network on two small cameras: trains to a working sim policy on a laptop CPU.
-    "tiny_lowres": ModelConfig(
+    "tiny": TINY,
+    # The tiny network on two small cameras, sized for training on a 2-core CPU (docs/results.md).
+    "tiny_lowres": dataclasses.replace(
+        TINY,
         camera_names=("exterior_image_2_left", "wrist_image_left"),
         image_shape=(56, 72),
         resize_shape=(56, 72),
         crop_shape=(48, 64),
-        img_embed_dim=64,
-        embed_dim=256,
-        timestep_embed_dim=128,
         latent_patch_shape=(2, 2, 2),
-        depth=4,
-        num_heads=4,
-        num_registers=4,
-        vae=VAEConfig(block_out_channels=(32, 64, 128, 128)),
     ),
 }
 

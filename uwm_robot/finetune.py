@@ -102,7 +102,8 @@ def barrier(d: Dist) -> None:
         dist.barrier()
 
 
-def pick_device(name: str, d: Dist) -> torch.device:
+def pick_device(name: str) -> torch.device:
+    """auto | cpu | cuda; under torchrun each process takes the GPU of its LOCAL_RANK."""
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda":
@@ -159,8 +160,8 @@ def finetune(cfg: FinetuneConfig, progress: bool = True) -> Path:
     from tqdm import tqdm
 
     out = Path(cfg.out)
-    dist_info = init_distributed(torch.device("cuda" if cfg.device in ("auto", "cuda") and torch.cuda.is_available() else "cpu"))
-    device = pick_device(cfg.device, dist_info)
+    device = pick_device(cfg.device)
+    dist_info = init_distributed(device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     use_bf16 = device.type == "cuda" if cfg.amp == "auto" else cfg.amp == "bf16"

@@ -175,7 +175,6 @@ class WindowDataset:
             else:
                 a = np.nan_to_num(normalizer.action.normalize(ep.actions)).astype(np.float32)
                 self.actions.append(torch.from_numpy(a))
-        self.labelled = [ep.actions is not None for ep in episodes]
         # (episode, start) with start in [-1, N-2]: the first window pads frame 0.
         self.index = np.array([(e, s) for e, ep in enumerate(episodes) for s in range(-1, ep.num_steps - 1)],
                               dtype=np.int64)
@@ -187,7 +186,7 @@ class WindowDataset:
 
     @property
     def num_labelled_windows(self) -> int:
-        return int(sum(self.labelled[e] for e, _ in self.index))
+        return int(sum(self.actions[e] is not None for e, _ in self.index))
 
     def batch(self, indices: np.ndarray, generator: torch.Generator | None = None) -> dict:
         h, n_obs = self.cfg.action_len, self.cfg.n_obs_steps

@@ -186,7 +186,7 @@ class ScriptedExpert:
         settle_until = None
         while self.clock.now() - t0 < max_duration_s:
             tick = t0 + steps * self.dt
-            action = self.step() if not self.finished else self._action_towards_goal(0.3)[0]
+            action = self.step()  # once the plan is done, step() holds the last goal
             if record:
                 actions.append(action.as_array())
             if on_step is not None:

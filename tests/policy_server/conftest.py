@@ -47,3 +47,16 @@ def server(checkpoint, token_file, tmp_path_factory):
     yield srv
     srv.stop()
 
+
+
+@pytest.fixture(scope="module")
+def client(server, token):
+    from uwm_robot.client import PolicyClient
+
+    with PolicyClient(server.address, token=token, timeout_s=60) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def meta(client):
+    return client.hello()

@@ -16,17 +16,6 @@ from uwm_robot import protocol as P
 from uwm_robot.client import PolicyClient, PolicyServerError
 
 
-@pytest.fixture(scope="module")
-def client(server, token):
-    with PolicyClient(server.address, token=token, timeout_s=60) as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
-def meta(client):
-    return client.hello()
-
-
 def expected_chunk(local_policy, images, seed):
     out = local_policy.infer({c: v[None] for c, v in images.items()}, seed=seed)
     return out["actions"][0], out["raw"][0]

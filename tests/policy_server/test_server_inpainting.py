@@ -11,17 +11,6 @@ from policy_server.local import random_observation
 from uwm_robot.client import PolicyClient, PolicyServerError
 
 
-@pytest.fixture(scope="module")
-def client(server, token):
-    with PolicyClient(server.address, token=token, timeout_s=60) as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
-def meta(client):
-    return client.hello()
-
-
 def prefix_for(meta, n_fixed=4, seed=0):
     L, D = meta["action_len"], meta["raw_action_dim"]
     prefix = np.random.default_rng(seed).uniform(-0.5, 0.5, (L, D)).astype(np.float32)
