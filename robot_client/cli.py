@@ -187,14 +187,19 @@ def cmd_teleop(args: argparse.Namespace) -> int:
 
     from robot_client.keys import KeyListener
     from robot_client.safety import SafetyMonitor
-    from robot_client.teleop import OperatorEvents, collect_sim_demos, make_device
+    from robot_client.teleop import OperatorEvents, collect_robot_demos, collect_sim_demos, make_device
 
     settings = load_settings(args.config)
-    if (args.robot or settings.robot) == "franka":
-        raise RuntimeError("teleop on the real arm is not wired yet: collect in the sim (--robot sim)")
+    on_franka = (args.robot or settings.robot) == "franka"
+    if on_franka and args.device == "expert":
+        raise ValueError("--device expert plans from the simulator's state; on the real arm use keyboard or spacemouse")
+    if on_franka:
+        from robot_client.backends.polymetis import import_polymetis
+
+        import_polymetis()  # fail early, with its install message
     device = make_device(args.device)
     out = Path(args.out) if args.out else Path("demos") / args.task / time.strftime("%Y%m%d-%H%M%S")
-    condition = "ID" if args.condition.lower() == "id" else args.condition.upper()
+    cameras = tuple(args.cameras.split(",")) if args.cameras else None
     events, estop = OperatorEvents(), EStop()
     keys = {**events.handlers(), **device.key_handlers(), "e": lambda: estop.trip("operator key 'e'"),
             " ": lambda: estop.trip("operator key space")}
@@ -207,20 +212,46 @@ def cmd_teleop(args: argparse.Namespace) -> int:
         bar.set_postfix_str(f"last: {'saved' if result.saved else result.reason} ({result.steps} steps)")
         bar.refresh()
 
+    common = dict(camera_shape=args.camera_shape, save_raw_frames=not args.no_raw_frames, operator=args.operator,
+                  safety=SafetyMonitor(settings.safety), progress=progress, events=events, estop=estop)
     try:
         with KeyListener(keys):
-            results = collect_sim_demos(
-                args.task, device, out, args.episodes, condition=condition, seed=args.seed,
-                camera_shape=args.camera_shape, cameras=tuple(args.cameras.split(",")) if args.cameras else None,
-                realtime=True if args.realtime else None, save_raw_frames=not args.no_raw_frames,
-                operator=args.operator, safety=SafetyMonitor(settings.safety), progress=progress,
-                events=events, estop=estop)
+            if on_franka:
+                results = _teleop_franka(args.task, device, out, args.episodes, cameras, common)
+            else:
+                condition = "ID" if args.condition.lower() == "id" else args.condition.upper()
+                results = collect_sim_demos(args.task, device, out, args.episodes, condition=condition, seed=args.seed,
+                                            cameras=cameras, realtime=True if args.realtime else None, **common)
     finally:
         bar.close()
         device.close()
     saved = sum(r.saved for r in results)
     print(f"[teleop] {saved} demo(s) saved, {len(results) - saved} discarded -> {out}")
     return 0 if saved >= args.episodes else 1
+
+
+def _teleop_franka(task: str, device, out: Path, episodes: int, cameras: tuple[str, ...] | None, common: dict) -> list:
+    """Polymetis (configs/franka.yaml) + RealSense (configs/cameras.yaml), paced on the wall clock."""
+    from robot_client.backends.polymetis import make_robot
+    from robot_client.cameras.factory import load_camera_config, make_cameras, start_cameras, stop_cameras
+    from robot_client.sim.clock import WallClock
+    from robot_client.teleop import collect_robot_demos
+
+    camera_config = load_camera_config()
+    if cameras:
+        missing = sorted(set(cameras) - set(camera_config["cameras"]))
+        if missing:
+            raise ValueError(f"--cameras {missing} are not in {camera_config.get('source', 'configs/cameras.yaml')} "
+                             f"(it has {sorted(camera_config['cameras'])})")
+        camera_config = {**camera_config, "cameras": {k: camera_config["cameras"][k] for k in cameras}}
+    robot, gripper = make_robot("franka")
+    streams = make_cameras("realsense", camera_config)
+    start_cameras(streams)
+    try:
+        return collect_robot_demos(task, device, out, episodes, robot, gripper, streams, WallClock(),
+                                   calibration=camera_config, **common)
+    finally:
+        stop_cameras(streams)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -255,10 +286,12 @@ def build_parser() -> argparse.ArgumentParser:
     tp.add_argument("--device", choices=["expert", "keyboard", "spacemouse"], default="keyboard")
     tp.add_argument("--episodes", type=int, default=10, help="demos to save")
     tp.add_argument("--out", default=None, help="demo root (default: demos/<task>/<time>/)")
-    tp.add_argument("--robot", choices=["sim", "franka"], default=None)
-    tp.add_argument("--condition", default="ID")
-    tp.add_argument("--seed", type=int, default=0, help="first episode's seed (attempt i uses seed + i)")
-    tp.add_argument("--camera-shape", type=parse_size, default=(128, 128), help="HxW of the recorded frames")
+    tp.add_argument("--robot", choices=["sim", "franka"], default=None,
+                    help="franka: Polymetis (configs/franka.yaml) + RealSense (configs/cameras.yaml), DROID reset before each demo")
+    tp.add_argument("--condition", default="ID", help="sim only")
+    tp.add_argument("--seed", type=int, default=0, help="sim: first episode's seed (attempt i uses seed + i)")
+    tp.add_argument("--camera-shape", type=parse_size, default=(128, 128),
+                    help="HxW of the recorded frames (the sim renders at it; real cameras are resized to it)")
     tp.add_argument("--cameras", default=None, help="comma list of cameras to record (default: all three)")
     tp.add_argument("--realtime", action="store_true", help="expert: pace on the wall clock (people always do)")
     tp.add_argument("--no-raw-frames", action="store_true", help="keep only the H.264 videos (lossy)")

@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from uwm_robot import action_codec
+from uwm_robot.images import resize_rgb
 from uwm_robot.episode import (
     CHUNKS_FILE,
     DECIDED_BY,
@@ -232,12 +233,14 @@ class EpisodeWriter:
       (ood_category is derived from it when absent), seed, checkpoint {"id", "hash"}, server (the
       policy server's hello() metadata), calibration, operator, gripper_max_width (m, default 0.08).
     camera_shapes: camera name -> (H, W) of the frames on_step will get (checked every step).
+    resize_frames: record frames of another size resized to camera_shapes (real cameras stream at
+      their own resolution; the sim renders at the recorded one, so there a mismatch is an error).
     video_queue_frames: encoder backlog per camera before frames are replaced by repeats
       (default: 30 s of frames).
     """
 
     def __init__(self, directory: str | Path, metadata: dict, camera_shapes: dict[str, tuple[int, int]],
-                 fps: float = 15.0, save_raw_frames: bool = False, *, video: bool = True,
+                 fps: float = 15.0, save_raw_frames: bool = False, *, resize_frames: bool = False, video: bool = True,
                  video_queue_frames: int | None = None, crf: int = 23, preset: str = "veryfast"):
         self.directory = Path(directory)
         if fps <= 0:
@@ -250,6 +253,7 @@ class EpisodeWriter:
         self._dtype = schema_dtype(self.schema)
         self.fps = float(fps)
         self.save_raw_frames = bool(save_raw_frames)
+        self.resize_frames = bool(resize_frames)
         try:
             user_meta = to_jsonable(dict(metadata or {}))
         except TypeError as e:
@@ -343,6 +347,8 @@ class EpisodeWriter:
                 if frame is None:
                     raise RecordingError(f"step {index}: no frame for camera {cam!r} (got {sorted(frames)})")
                 color = frame.color
+                if self.resize_frames and color.ndim == 3 and color.shape[:2] != (h, w):
+                    color = resize_rgb(color, (h, w))
                 if color.shape != (h, w, 3) or color.dtype != np.uint8:
                     raise RecordingError(f"step {index}: camera {cam!r} frame is {color.dtype} {color.shape}, "
                                          f"expected uint8 {(h, w, 3)} (the camera_shapes given to EpisodeWriter)")

@@ -86,7 +86,8 @@ def loop_config(settings: ClientSettings, control_hz: float, max_steps: int, loc
                                sim_latency_s=settings.sim.sim_latency_s if lockstep else None)
 
 
-def make_recorder(spec: TrialSpec, metadata: dict, shapes: dict, extra_meta: dict, fps: float):
+def make_recorder(spec: TrialSpec, metadata: dict, shapes: dict, extra_meta: dict, fps: float,
+                  resize_frames: bool = False):
     from robot_client.recording import EpisodeWriter
 
     meta = {
@@ -99,7 +100,7 @@ def make_recorder(spec: TrialSpec, metadata: dict, shapes: dict, extra_meta: dic
         "server": metadata,
         **extra_meta,
     }
-    return EpisodeWriter(spec.out_dir, meta, shapes, fps=fps)
+    return EpisodeWriter(spec.out_dir, meta, shapes, fps=fps, resize_frames=resize_frames)
 
 
 def fan_out(observers: list, method: str):
@@ -184,7 +185,8 @@ def run_franka_trial(spec: TrialSpec, policy, metadata: dict, settings: ClientSe
         max_steps = spec.max_steps or int(task.max_duration_s * task.control_hz)
         cfg = loop_config(settings, task.control_hz, max_steps, lockstep=False, seed=None)
         recorder = make_recorder(spec, metadata, shapes, {"instruction": task.instruction, "robot": "franka",
-                                                          "calibration": camera_config}, fps=task.control_hz) if record else None
+                                                          "calibration": camera_config}, fps=task.control_hz,
+                                 resize_frames=True) if record else None
         loop = ControlLoop(robot, gripper, cameras, WallClock(), policy,
                            make_action_path("cartesian_velocity", SafetyMonitor(settings.safety)), cfg, shapes,
                            n_obs_steps=int(metadata.get("n_obs_steps", 2)), estop=estop,

@@ -11,6 +11,7 @@ Discarded episodes are not deleted: they move to <out>/discarded/ (finetuning sk
 from __future__ import annotations
 
 import logging
+import math
 import shutil
 import threading
 import time
@@ -266,13 +267,27 @@ def next_demo_index(out_root: Path) -> int:
     return max(numbers, default=-1) + 1
 
 
+def record_and_finish(robot, gripper, cameras: dict, clock, device: TeleopDevice, out_root: Path, index: int,
+                      meta: dict, shapes: dict, control_hz: float, max_steps: int, *, events: OperatorEvents,
+                      estop: EStop, safety: SafetyMonitor, decided_by: str, save_raw_frames: bool = True,
+                      resize_frames: bool = False) -> DemoResult:
+    """One demo, start to finish: record until decided, then keep it or move it to discarded/."""
+    from robot_client.recording import EpisodeWriter
+
+    writer = EpisodeWriter(out_root / f"demo_{index:03d}", meta, shapes, fps=control_hz,
+                           save_raw_frames=save_raw_frames, resize_frames=resize_frames)
+    with writer:
+        decision, _ = record_demo(robot, gripper, cameras, clock, device, writer, events, estop, safety,
+                                  control_hz, max_steps)
+        return finish_demo(writer, "discard" if decision == "reset" else decision, decided_by, out_root)
+
+
 def collect_sim_demos(task: str, device: TeleopDevice, out_root: Path, episodes: int, *, condition: str = "ID",
                       seed: int = 0, camera_shape: tuple[int, int] = (128, 128), cameras: tuple[str, ...] | None = None,
                       realtime: bool | None = None, save_raw_frames: bool = True, operator: str = "",
                       safety: SafetyMonitor | None = None, max_attempts: int | None = None, progress=None,
                       events: OperatorEvents | None = None, estop: EStop | None = None) -> list[DemoResult]:
     """Record `episodes` saved demos in the sim (seed, seed+1, ... per attempt); returns every attempt."""
-    from robot_client.recording import EpisodeWriter
     from robot_client.safety import SafetyConfig
     from robot_client.sim.env import SimEnv
 
@@ -297,21 +312,72 @@ def collect_sim_demos(task: str, device: TeleopDevice, out_root: Path, episodes:
             meta = {"kind": "demo", "task": task, "instruction": env.task.instruction, "condition": condition,
                     "seed": ep_seed, "operator": operator or device.name, "teleop_device": device.name,
                     "robot": "sim", "sim_mode": env_kw["mode"], "initial_state": env.initial_state}
-            shapes = {name: camera_shape for name in env.cameras}
-            writer = EpisodeWriter(out_root / f"demo_{index:03d}", meta, shapes, fps=env.task.control_hz,
-                                   save_raw_frames=save_raw_frames)
-            with writer:
-                max_steps = int(env.task.max_duration_s * env.task.control_hz)
-                decision, _ = record_demo(env.robot, env.gripper, env.cameras, env.clock, device, writer, events, estop,
-                                          safety or SafetyMonitor(SafetyConfig()), env.task.control_hz, max_steps)
-                if decision == "reset":
-                    decision = "discard"
-                decided_by = "sim_check" if device.name == "expert" else "operator_key"
-                results.append(finish_demo(writer, decision, decided_by, out_root))
+            results.append(record_and_finish(
+                env.robot, env.gripper, env.cameras, env.clock, device, out_root, index, meta,
+                {name: camera_shape for name in env.cameras}, env.task.control_hz,
+                int(env.task.max_duration_s * env.task.control_hz), events=events, estop=estop,
+                safety=safety or SafetyMonitor(SafetyConfig()),
+                decided_by="sim_check" if device.name == "expert" else "operator_key", save_raw_frames=save_raw_frames))
         finally:
             env.close()
         index += 1
         attempt += 1
+        if progress is not None:
+            progress(results[-1], sum(r.saved for r in results))
+    return results
+
+
+# DROID's reset pose (RobotEnv.reset_joints); the real arm returns there before every demo.
+DROID_RESET_JOINTS = (0.0, -math.pi / 5, 0.0, -4 * math.pi / 5, 0.0, 3 * math.pi / 5, 0.0)
+
+
+def reset_arm(robot, gripper, joints=DROID_RESET_JOINTS, gripper_speed: float = 0.1, gripper_force: float = 20.0) -> None:
+    """DROID's blocking reset: open the gripper, stop the streaming controller, min-jerk move to `joints`
+    (Polymetis picks the time to go from the joint distance)."""
+    import torch
+
+    max_width = float(getattr(gripper.get_state(), "max_width", 0.08))
+    gripper.goto(width=max_width, speed=gripper_speed, force=gripper_force, blocking=True)
+    if robot.is_running_policy():
+        robot.terminate_current_policy()
+    robot.move_to_joint_positions(torch.tensor(joints, dtype=torch.float32))
+
+
+def collect_robot_demos(task: str, device: TeleopDevice, out_root: Path, episodes: int, robot, gripper,
+                        cameras: dict, clock, *, camera_shape: tuple[int, int] = (128, 128), operator: str = "",
+                        calibration: dict | None = None, save_raw_frames: bool = True,
+                        safety: SafetyMonitor | None = None, max_attempts: int | None = None, progress=None,
+                        events: OperatorEvents | None = None, estop: EStop | None = None,
+                        reset=reset_arm) -> list[DemoResult]:
+    """Record `episodes` saved demos on a Polymetis arm (the real Franka; the sim's stand-ins answer the
+    same API): reset, then the operator drives and ends each demo with a key. Frames are recorded
+    resized to `camera_shape`, the model's input, whatever the cameras stream."""
+    from robot_client.safety import SafetyConfig
+    from robot_client.tasks import load_task
+
+    spec = load_task(task)
+    out_root = Path(out_root)
+    out_root.mkdir(parents=True, exist_ok=True)
+    events = events or OperatorEvents()
+    estop = estop or EStop()
+    max_attempts = max_attempts or 3 * episodes
+    results: list[DemoResult] = []
+    index = next_demo_index(out_root)
+    while (sum(r.saved for r in results) < episodes and len(results) < max_attempts and not events.quit
+           and not estop.tripped):
+        reset(robot, gripper)
+        device.reset(None)
+        events.take()  # a key pressed during the reset decides nothing
+        log.warning("demo %d: drive the arm; Enter/y = save, n = discard, r = reset, q = quit after this one", index)
+        meta = {"kind": "demo", "task": task, "instruction": spec.instruction, "condition": "ID",
+                "operator": operator or device.name, "teleop_device": device.name, "robot": "franka",
+                "calibration": calibration}
+        results.append(record_and_finish(
+            robot, gripper, cameras, clock, device, out_root, index, meta, {name: camera_shape for name in cameras},
+            spec.control_hz, int(spec.max_duration_s * spec.control_hz), events=events, estop=estop,
+            safety=safety or SafetyMonitor(SafetyConfig()), decided_by="operator_key",
+            save_raw_frames=save_raw_frames, resize_frames=True))
+        index += 1
         if progress is not None:
             progress(results[-1], sum(r.saved for r in results))
     return results

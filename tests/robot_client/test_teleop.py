@@ -100,3 +100,34 @@ def test_recorder_keeps_the_intervention_tag_of_a_step(tmp_path):
         meta = rec.finish(True, "sim_check", "success")
     assert load_episode(tmp_path / "ep").steps["intervention"].tolist() == [0, 1, 1, 0]
     assert meta["intervention_steps"] == 2
+
+
+def test_robot_demos_reset_the_arm_and_record_at_the_requested_shape(tmp_path):
+    """The real-arm path, driven through the sim's Polymetis and camera stand-ins (the same API)."""
+    from robot_client.sim.env import SimEnv
+    from robot_client.teleop import DROID_RESET_JOINTS, collect_robot_demos
+
+    env = SimEnv("rice_cooker", seed=3, camera_width=64, camera_height=48, mode="lockstep",
+                 camera_names=("wrist_image_left",))
+    try:
+        env.gripper.goto(width=0.0, speed=0.1, force=20.0, blocking=True)  # the last demo ended closed
+        events = OperatorEvents()
+        device = ScriptedOperator(events, [(2, "n"), (4, "y")])
+        results = collect_robot_demos("rice_cooker", device, tmp_path, 1, env.robot, env.gripper, env.cameras,
+                                      env.clock, camera_shape=(24, 32), events=events, calibration={"x": 1})
+    finally:
+        env.close()
+    assert [(r.saved, r.steps, r.reason) for r in results] == [(False, 3, "discard"), (True, 5, "save")]
+    ep = load_episode(results[1].path)
+    assert ep.meta["robot"] == "franka" and ep.meta["calibration"] == {"x": 1}
+    assert ep.meta["outcome"]["decided_by"] == "operator_key"
+    assert ep.frames("wrist_image_left").shape == (5, 24, 32, 3)  # 48x64 camera, recorded at 24x32
+    np.testing.assert_allclose(ep.steps["q"][0], DROID_RESET_JOINTS, atol=0.02)  # reset before each demo
+    assert ep.steps["gripper_width"][0] > 0.07  # the reset opened the gripper
+
+
+def test_teleop_refuses_the_expert_on_the_real_arm(capsys):
+    from robot_client.cli import main
+
+    assert main(["teleop", "--robot", "franka", "--device", "expert"]) != 0
+    assert "on the real arm use keyboard or spacemouse" in capsys.readouterr().err
