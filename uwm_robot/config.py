@@ -295,6 +295,15 @@ PRESETS: dict[str, ModelConfig] = {
         crop_shape=(48, 64),
         latent_patch_shape=(2, 2, 2),
     ),
+    # The same network at 128x128, where the sim's cup spans ~6 px in the exterior view, not ~3.
+    "tiny_128": dataclasses.replace(
+        TINY,
+        camera_names=("exterior_image_2_left", "wrist_image_left"),
+        image_shape=(128, 128),
+        resize_shape=(128, 128),
+        crop_shape=(112, 112),
+        latent_patch_shape=(2, 2, 2),
+    ),
 }
 
 
