@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
 from policy_server.local import LocalServer, make_preset_checkpoint
@@ -48,7 +50,6 @@ def server(checkpoint, token_file, tmp_path_factory):
     srv.stop()
 
 
-
 @pytest.fixture(scope="module")
 def client(server, token):
     from uwm_robot.client import PolicyClient
@@ -60,3 +61,37 @@ def client(server, token):
 @pytest.fixture(scope="module")
 def meta(client):
     return client.hello()
+
+
+@pytest.fixture
+def overlapping_requests(server, token):
+    """run(n, request) -> results: `request(client, i)` from n clients at the same instant, twice (the
+    first round teaches the server that requests overlap); checks the second round was batched."""
+    from uwm_robot.client import PolicyClient
+
+    def run(n: int, request) -> list:
+        clients = [PolicyClient(server.address, token=token, timeout_s=60) for _ in range(n)]
+        try:
+            for c in clients:
+                c.hello()
+            results: list = [None] * n
+            barrier = threading.Barrier(n)
+
+            def robot(i):
+                barrier.wait()
+                results[i] = request(clients[i], i)
+
+            for _ in range(2):
+                threads = [threading.Thread(target=robot, args=(i,)) for i in range(n)]
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join()
+            sizes = [r["server_timing"]["batch_size"] for r in results]
+            assert max(sizes) >= 2, f"no batching happened: batch sizes {sizes}"
+            return results
+        finally:
+            for c in clients:
+                c.close()
+
+    return run

@@ -203,34 +203,14 @@ def test_unknown_method_is_a_clear_error(client):
 
 
 # ---- concurrency -------------------------------------------------------------------------------
-def test_concurrent_requests_are_batched_and_identical_to_unbatched(server, meta, local_policy, token):
+def test_concurrent_requests_are_batched_and_identical_to_unbatched(meta, local_policy, overlapping_requests):
     n = 4
-    clients = [PolicyClient(server.address, token=token, timeout_s=60) for _ in range(n)]
-    try:
-        for c in clients:
-            c.hello()
-        obs = [random_observation(meta, 20 + i)[0] for i in range(n)]
-        results: list = [None] * n
-        barrier = threading.Barrier(n)
-
-        def robot(i):
-            barrier.wait()
-            results[i] = clients[i].infer(obs[i], seed=100 + i)
-
-        for _ in range(2):  # the first round teaches the server that requests overlap
-            threads = [threading.Thread(target=robot, args=(i,)) for i in range(n)]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-        sizes = [r["server_timing"]["batch_size"] for r in results]
-        assert max(sizes) >= 2, f"no batching happened: batch sizes {sizes}"
-        for i, r in enumerate(results):
-            actions, raw = expected_chunk(local_policy, obs[i], 100 + i)
-            assert np.array_equal(r["raw"], raw) and np.array_equal(r["actions"], actions), f"request {i} (batch {sizes[i]})"
-    finally:
-        for c in clients:
-            c.close()
+    obs = [random_observation(meta, 20 + i)[0] for i in range(n)]
+    results = overlapping_requests(n, lambda client, i: client.infer(obs[i], seed=100 + i))
+    for i, r in enumerate(results):
+        actions, raw = expected_chunk(local_policy, obs[i], 100 + i)
+        assert np.array_equal(r["raw"], raw) and np.array_equal(r["actions"], actions), \
+            f"request {i} (batch {r['server_timing']['batch_size']})"
 
 
 def test_model_work_does_not_block_other_calls(server, client, meta, token):

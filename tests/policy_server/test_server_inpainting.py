@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 
 import numpy as np
 import pytest
@@ -48,33 +47,17 @@ def test_wrong_prefix_shape_is_refused_by_the_server(server, token, meta, client
     assert np.array_equal(client.infer(images, seed=4)["raw"], local_chunk(local_policy, images, 4)[1])
 
 
-def test_batched_requests_with_and_without_prefixes_are_each_their_own(server, token, meta, local_policy):
+def test_batched_requests_with_and_without_prefixes_are_each_their_own(meta, local_policy, overlapping_requests):
     n = 3
-    clients = [PolicyClient(server.address, token=token, timeout_s=60) for _ in range(n)]
-    try:
-        for c in clients:
-            c.hello()
-        obs = [random_observation(meta, 30 + i)[0] for i in range(n)]
-        prefixes = [prefix_for(meta, 3, i) if i != 1 else (None, None) for i in range(n)]
-        results: list = [None] * n
-        barrier = threading.Barrier(n)
+    obs = [random_observation(meta, 30 + i)[0] for i in range(n)]
+    prefixes = [prefix_for(meta, 3, i) if i != 1 else (None, None) for i in range(n)]
 
-        def robot(i):
-            barrier.wait()
-            p, m = prefixes[i]
-            results[i] = clients[i].infer(obs[i], seed=200 + i, prefix=p, prefix_mask=m)
+    def request(client, i):
+        p, m = prefixes[i]
+        return client.infer(obs[i], seed=200 + i, prefix=p, prefix_mask=m)
 
-        for _ in range(2):  # the first round teaches the server that requests overlap
-            threads = [threading.Thread(target=robot, args=(i,)) for i in range(n)]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-        sizes = [r["server_timing"]["batch_size"] for r in results]
-        assert max(sizes) >= 2, f"no batching happened: batch sizes {sizes}"
-        for i, r in enumerate(results):
-            actions, raw = local_chunk(local_policy, obs[i], 200 + i, *prefixes[i])
-            assert np.array_equal(r["raw"], raw) and np.array_equal(r["actions"], actions), f"request {i} (batch {sizes[i]})"
-    finally:
-        for c in clients:
-            c.close()
+    results = overlapping_requests(n, request)
+    for i, r in enumerate(results):
+        actions, raw = local_chunk(local_policy, obs[i], 200 + i, *prefixes[i])
+        assert np.array_equal(r["raw"], raw) and np.array_equal(r["actions"], actions), \
+            f"request {i} (batch {r['server_timing']['batch_size']})"
