@@ -272,6 +272,12 @@ TINY = ModelConfig(
     vae=VAEConfig(block_out_channels=(32, 64, 128, 128)),
 )
 
+def _tiny_on_two_cameras(image_hw: tuple[int, int], crop: tuple[int, int]) -> ModelConfig:
+    """`tiny` on the exterior_image_2_left + wrist_image_left cameras at image_hw (random crop `crop`)."""
+    return dataclasses.replace(TINY, camera_names=("exterior_image_2_left", "wrist_image_left"), image_shape=image_hw,
+                               resize_shape=image_hw, crop_shape=crop, latent_patch_shape=(2, 2, 2))
+
+
 PRESETS: dict[str, ModelConfig] = {
     # The paper's DROID model: 3 views x 2 frames, 180x320 -> 240x320 -> 224, 171 tokens.
     "droid": ModelConfig(),
@@ -287,23 +293,9 @@ PRESETS: dict[str, ModelConfig] = {
     ),
     "tiny": TINY,
     # The tiny network on two small cameras, sized for training on a 2-core CPU (docs/results.md).
-    "tiny_lowres": dataclasses.replace(
-        TINY,
-        camera_names=("exterior_image_2_left", "wrist_image_left"),
-        image_shape=(56, 72),
-        resize_shape=(56, 72),
-        crop_shape=(48, 64),
-        latent_patch_shape=(2, 2, 2),
-    ),
+    "tiny_lowres": _tiny_on_two_cameras((56, 72), crop=(48, 64)),
     # The same network at 128x128, where the sim's cup spans ~6 px in the exterior view, not ~3.
-    "tiny_128": dataclasses.replace(
-        TINY,
-        camera_names=("exterior_image_2_left", "wrist_image_left"),
-        image_shape=(128, 128),
-        resize_shape=(128, 128),
-        crop_shape=(112, 112),
-        latent_patch_shape=(2, 2, 2),
-    ),
+    "tiny_128": _tiny_on_two_cameras((128, 128), crop=(112, 112)),
 }
 
 
