@@ -282,6 +282,24 @@ def record_and_finish(robot, gripper, cameras: dict, clock, device: TeleopDevice
         return finish_demo(writer, "discard" if decision == "reset" else decision, decided_by, out_root)
 
 
+def collect_until_saved(out_root: Path, episodes: int, max_attempts: int | None, events: OperatorEvents,
+                        estop: EStop, progress, attempt) -> list[DemoResult]:
+    """Call attempt(index, n) for demo directory index and attempt number n until `episodes` are saved,
+    `max_attempts` (default 3x) are spent, the operator quits or the E-STOP trips; returns every attempt.
+    Numbering goes on from what out_root already holds."""
+    out_root.mkdir(parents=True, exist_ok=True)
+    max_attempts = max_attempts or 3 * episodes
+    results: list[DemoResult] = []
+    index = next_demo_index(out_root)
+    while (sum(r.saved for r in results) < episodes and len(results) < max_attempts and not events.quit
+           and not estop.tripped):
+        results.append(attempt(index, len(results)))
+        index += 1
+        if progress is not None:
+            progress(results[-1], sum(r.saved for r in results))
+    return results
+
+
 def collect_sim_demos(task: str, device: TeleopDevice, out_root: Path, episodes: int, *, condition: str = "ID",
                       seed: int = 0, camera_shape: tuple[int, int] = (128, 128), cameras: tuple[str, ...] | None = None,
                       realtime: bool | None = None, save_raw_frames: bool = True, operator: str = "",
@@ -292,39 +310,31 @@ def collect_sim_demos(task: str, device: TeleopDevice, out_root: Path, episodes:
     from robot_client.sim.env import SimEnv
 
     out_root = Path(out_root)
-    out_root.mkdir(parents=True, exist_ok=True)
     events = events or OperatorEvents()
     estop = estop or EStop()
+    safety = safety or SafetyMonitor(SafetyConfig())
     realtime = device.name != "expert" if realtime is None else realtime  # people need wall-clock time
-    max_attempts = max_attempts or 3 * episodes
-    results: list[DemoResult] = []
-    index = next_demo_index(out_root)
-    attempt = 0
-    while sum(r.saved for r in results) < episodes and attempt < max_attempts and not events.quit and not estop.tripped:
-        ep_seed = seed + attempt
-        env_kw = {"camera_width": camera_shape[1], "camera_height": camera_shape[0],
-                  "mode": "realtime" if realtime else "lockstep"}
-        if cameras:
-            env_kw["camera_names"] = tuple(cameras)
-        env = SimEnv(task, condition=condition, seed=ep_seed, **env_kw)
+    env_kw = {"camera_width": camera_shape[1], "camera_height": camera_shape[0],
+              "mode": "realtime" if realtime else "lockstep"}
+    if cameras:
+        env_kw["camera_names"] = tuple(cameras)
+
+    def attempt(index: int, n: int) -> DemoResult:
+        env = SimEnv(task, condition=condition, seed=seed + n, **env_kw)
         try:
             device.reset(env)
             meta = {"kind": "demo", "task": task, "instruction": env.task.instruction, "condition": condition,
-                    "seed": ep_seed, "operator": operator or device.name, "teleop_device": device.name,
+                    "seed": seed + n, "operator": operator or device.name, "teleop_device": device.name,
                     "robot": "sim", "sim_mode": env_kw["mode"], "initial_state": env.initial_state}
-            results.append(record_and_finish(
+            return record_and_finish(
                 env.robot, env.gripper, env.cameras, env.clock, device, out_root, index, meta,
                 {name: camera_shape for name in env.cameras}, env.task.control_hz,
-                int(env.task.max_duration_s * env.task.control_hz), events=events, estop=estop,
-                safety=safety or SafetyMonitor(SafetyConfig()),
-                decided_by="sim_check" if device.name == "expert" else "operator_key", save_raw_frames=save_raw_frames))
+                int(env.task.max_duration_s * env.task.control_hz), events=events, estop=estop, safety=safety,
+                decided_by="sim_check" if device.name == "expert" else "operator_key", save_raw_frames=save_raw_frames)
         finally:
             env.close()
-        index += 1
-        attempt += 1
-        if progress is not None:
-            progress(results[-1], sum(r.saved for r in results))
-    return results
+
+    return collect_until_saved(out_root, episodes, max_attempts, events, estop, progress, attempt)
 
 
 # DROID's reset pose (RobotEnv.reset_joints); the real arm returns there before every demo.
@@ -357,30 +367,24 @@ def collect_robot_demos(task: str, device: TeleopDevice, out_root: Path, episode
 
     spec = load_task(task)
     out_root = Path(out_root)
-    out_root.mkdir(parents=True, exist_ok=True)
     events = events or OperatorEvents()
     estop = estop or EStop()
-    max_attempts = max_attempts or 3 * episodes
-    results: list[DemoResult] = []
-    index = next_demo_index(out_root)
-    while (sum(r.saved for r in results) < episodes and len(results) < max_attempts and not events.quit
-           and not estop.tripped):
+    safety = safety or SafetyMonitor(SafetyConfig())
+    meta = {"kind": "demo", "task": task, "instruction": spec.instruction, "condition": "ID",
+            "operator": operator or device.name, "teleop_device": device.name, "robot": "franka",
+            "calibration": calibration}
+
+    def attempt(index: int, n: int) -> DemoResult:
         reset(robot, gripper)
         device.reset(None)
         events.take()  # a key pressed during the reset decides nothing
         log.warning("demo %d: drive the arm; Enter/y = save, n = discard, r = reset, q = quit after this one", index)
-        meta = {"kind": "demo", "task": task, "instruction": spec.instruction, "condition": "ID",
-                "operator": operator or device.name, "teleop_device": device.name, "robot": "franka",
-                "calibration": calibration}
-        results.append(record_and_finish(
+        return record_and_finish(
             robot, gripper, cameras, clock, device, out_root, index, meta, {name: camera_shape for name in cameras},
-            spec.control_hz, int(spec.max_duration_s * spec.control_hz), events=events, estop=estop,
-            safety=safety or SafetyMonitor(SafetyConfig()), decided_by="operator_key",
-            save_raw_frames=save_raw_frames, resize_frames=True))
-        index += 1
-        if progress is not None:
-            progress(results[-1], sum(r.saved for r in results))
-    return results
+            spec.control_hz, int(spec.max_duration_s * spec.control_hz), events=events, estop=estop, safety=safety,
+            decided_by="operator_key", save_raw_frames=save_raw_frames, resize_frames=True)
+
+    return collect_until_saved(out_root, episodes, max_attempts, events, estop, progress, attempt)
 
 
 # ---- DAgger-style takeover during a policy run ------------------------------------------------------
