@@ -272,10 +272,12 @@ TINY = ModelConfig(
     vae=VAEConfig(block_out_channels=(32, 64, 128, 128)),
 )
 
-def _tiny_on_two_cameras(image_hw: tuple[int, int], crop: tuple[int, int]) -> ModelConfig:
-    """`tiny` on the exterior_image_2_left + wrist_image_left cameras at image_hw (random crop `crop`)."""
+def _tiny_on_two_cameras(image_hw: tuple[int, int], crop: tuple[int, int],
+                         resize: tuple[int, int] | None = None) -> ModelConfig:
+    """`tiny` on the exterior_image_2_left + wrist_image_left cameras at image_hw, resized to `resize`
+    (default: image_hw) and randomly cropped to `crop` in training."""
     return dataclasses.replace(TINY, camera_names=("exterior_image_2_left", "wrist_image_left"), image_shape=image_hw,
-                               resize_shape=image_hw, crop_shape=crop, latent_patch_shape=(2, 2, 2))
+                               resize_shape=resize or image_hw, crop_shape=crop, latent_patch_shape=(2, 2, 2))
 
 
 PRESETS: dict[str, ModelConfig] = {
@@ -296,6 +298,10 @@ PRESETS: dict[str, ModelConfig] = {
     "tiny_lowres": _tiny_on_two_cameras((56, 72), crop=(48, 64)),
     # The same network at 128x128, where the sim's cup spans ~6 px in the exterior view, not ~3.
     "tiny_128": _tiny_on_two_cameras((128, 128), crop=(112, 112)),
+    # tiny_lowres without the random-crop shift, for fixed cameras: at 56x72 a +-4 px crop shift moves
+    # the exterior view as far as the whole range of the cup's randomisation, hiding where the cup is.
+    # Same pixel count as tiny_lowres (resized to 48x64, which the 2x2 latent patches divide).
+    "tiny_lowres_nocrop": _tiny_on_two_cameras((56, 72), crop=(48, 64), resize=(48, 64)),
 }
 
 

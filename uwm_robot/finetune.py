@@ -175,10 +175,14 @@ def finetune(cfg: FinetuneConfig, progress: bool = True) -> Path:
 
     episodes, normalizer = load_training_data(cfg.data, model_cfg, cfg.video_data,
                                               progress=lambda x: bar(x, desc="reading episodes", unit="ep"))
+    def autocast():
+        return torch.autocast(device.type, dtype=torch.bfloat16) if use_bf16 else contextlib.nullcontext()
+
     # One process encodes the latents, the others read its cache.
     if dist_info.main:
-        latents = cached_latents(model, model_cfg, episodes, out / "latent_cache.pt", device,
-                                 progress=lambda x: bar(x, desc="caching VAE latents", unit="ep"))
+        with autocast():
+            latents = cached_latents(model, model_cfg, episodes, out / "latent_cache.pt", device,
+                                     progress=lambda x: bar(x, desc="caching VAE latents", unit="ep"))
     barrier(dist_info)
     if not dist_info.main:
         latents = cached_latents(model, model_cfg, episodes, out / "latent_cache.pt", device)
@@ -240,8 +244,7 @@ def finetune(cfg: FinetuneConfig, progress: bool = True) -> Path:
         while step < cfg.steps:
             b = data.batch(rng.integers(0, len(data), cfg.batch_size), gen)
             obs = {k: v.to(device, non_blocking=True) for k, v in b["obs"].items()}
-            autocast = torch.autocast(device.type, dtype=torch.bfloat16) if use_bf16 else contextlib.nullcontext()
-            with autocast:
+            with autocast():
                 loss, info = runner(obs, b["next_latents"].to(device), b["action"].to(device),
                                     b["action_mask"].to(device), gen)
             optimizer.zero_grad(set_to_none=True)

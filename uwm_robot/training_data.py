@@ -139,8 +139,9 @@ def encode_latents(model, cfg: ModelConfig, ep: TrainingEpisode, device: torch.d
 
 
 def cached_latents(model, cfg: ModelConfig, episodes: list[TrainingEpisode], cache_path: Path,
-                   device: torch.device, progress=None) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """Latents per episode, computed once and kept in `cache_path` (recomputed if the VAE changed)."""
+                   device: torch.device, progress=None, save_every: int = 10) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Latents per episode, computed once and kept in `cache_path` (recomputed if the VAE changed).
+    The cache is also written every `save_every` newly encoded episodes, so a stopped pass resumes."""
     fingerprint = vae_fingerprint(model, cfg)
     cache: dict = {}
     if cache_path.exists():
@@ -148,13 +149,19 @@ def cached_latents(model, cfg: ModelConfig, episodes: list[TrainingEpisode], cac
         if stored.get("fingerprint") == fingerprint:
             cache = stored["latents"]
     todo = [ep for ep in episodes if episode_key(ep) not in cache]
-    for ep in (progress(todo) if progress and todo else todo):
-        cache[episode_key(ep)] = encode_latents(model, cfg, ep, device)
-    if todo:
+
+    def save() -> None:
         cache_path.parent.mkdir(parents=True, exist_ok=True)
         tmp = cache_path.with_name(cache_path.name + ".tmp")
         torch.save({"fingerprint": fingerprint, "latents": cache}, tmp)
         tmp.replace(cache_path)
+
+    for i, ep in enumerate(progress(todo) if progress and todo else todo, start=1):
+        cache[episode_key(ep)] = encode_latents(model, cfg, ep, device)
+        if i % save_every == 0 and i < len(todo):
+            save()  # an interrupted pass keeps what it has encoded
+    if todo:
+        save()
     return {episode_key(ep): cache[episode_key(ep)] for ep in episodes}
 
 

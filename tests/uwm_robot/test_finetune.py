@@ -72,6 +72,27 @@ def test_windows_follow_the_official_layout(demo_root, init_ckpt):
     np.testing.assert_array_equal(b0["obs"][cam][0].numpy(), ep.frames[cam][[0, 0]])
 
 
+def test_an_interrupted_latent_pass_keeps_what_it_encoded(demo_root, init_ckpt, tmp_path):
+    episodes, _ = load_training_data([demo_root], CFG)
+    model = load_checkpoint(init_ckpt).model
+    cache = tmp_path / "cache.pt"
+
+    def stop_after_first(eps):
+        yield eps[0]
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        cached_latents(model, CFG, episodes, cache, torch.device("cpu"), progress=stop_after_first, save_every=1)
+    kept = torch.load(cache, weights_only=True)["latents"]
+    assert len(kept) == 1
+    encoded = []
+    full = cached_latents(model, CFG, episodes, cache, torch.device("cpu"),
+                          progress=lambda eps: (encoded.append(e.path.name) or e for e in eps))
+    assert encoded == [episodes[1].path.name]  # the resumed pass encodes only the missing episode
+    first = next(iter(kept))
+    torch.testing.assert_close(full[first][0], kept[first][0])
+
+
 def fixed_loss(model, data) -> float:
     """The loss on fixed batches and fixed noise (eval mode: centre crop), averaged."""
     model.eval()
