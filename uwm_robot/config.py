@@ -48,6 +48,29 @@ class VAEConfig:
 
 
 @dataclass(frozen=True)
+class ColorJitterConfig:
+    """Training-only colour augmentation of the conditioning frames (the official AutoColorJitter)."""
+
+    brightness: float = 0.2
+    contrast: float = 0.2
+    saturation: float = 0.2
+    hue: tuple[float, float] = (-0.2, 0.2)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "hue", tuple(self.hue))
+        problems = [f"{k} must be >= 0, got {getattr(self, k)}" for k in ("brightness", "contrast", "saturation")
+                    if getattr(self, k) < 0]
+        if len(self.hue) != 2 or not -0.5 <= self.hue[0] <= self.hue[1] <= 0.5:
+            problems.append(f"hue must be [lo, hi] within [-0.5, 0.5], got {list(self.hue)}")
+        if problems:
+            raise ConfigError("invalid color_jitter: " + "; ".join(problems))
+
+
+# model/uwm.yaml of the official code (DROID and LIBERO runs alike).
+OFFICIAL_COLOR_JITTER = ColorJitterConfig()
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     """Everything needed to build a UnifiedWorldModel and sample from it."""
 
@@ -55,6 +78,8 @@ class ModelConfig:
     image_shape: tuple[int, int] = (180, 320)  # raw camera frames (H, W) the server accepts
     resize_shape: tuple[int, int] = (240, 320)
     crop_shape: tuple[int, int] = (224, 224)
+    random_crop: bool = True  # training crops at random (else at the centre, as in eval)
+    color_jitter: ColorJitterConfig | None = None  # training only; the paper's presets use OFFICIAL_COLOR_JITTER
     n_obs_steps: int = 2
     action_len: int = 16
     action_dim: int = 10
@@ -87,6 +112,8 @@ class ModelConfig:
                 object.__setattr__(self, f.name, tuple(v))
         if isinstance(self.vae, dict):
             object.__setattr__(self, "vae", _build(VAEConfig, self.vae, "vae"))
+        if isinstance(self.color_jitter, dict):
+            object.__setattr__(self, "color_jitter", _build(ColorJitterConfig, self.color_jitter, "color_jitter"))
         self.validate()
 
     # ---- derived shapes -------------------------------------------------------------------
@@ -210,11 +237,14 @@ class ModelConfig:
                 raise ConfigError(f"{source}: use_low_dim/use_language checkpoints are not supported")
             action_dim = int(cfg["dataset"]["shape_meta"]["action"]["shape"][0])
             raw_hw = shapes.pop()
+            jitter = enc.get("color_jitter")
             return cls(
                 camera_names=tuple(rgb),
                 image_shape=raw_hw,
                 resize_shape=tuple(enc.get("resize_shape") or raw_hw),
                 crop_shape=tuple(enc.get("crop_shape") or enc.get("resize_shape") or raw_hw),
+                random_crop=bool(enc.get("random_crop", True)),
+                color_jitter=_build(ColorJitterConfig, jitter, f"{source}: color_jitter") if jitter else None,
                 n_obs_steps=int(enc["num_frames"]),
                 action_len=int(model["action_len"]),
                 action_dim=action_dim,
@@ -282,13 +312,14 @@ def _tiny_on_two_cameras(image_hw: tuple[int, int], crop: tuple[int, int],
 
 PRESETS: dict[str, ModelConfig] = {
     # The paper's DROID model: 3 views x 2 frames, 180x320 -> 240x320 -> 224, 171 tokens.
-    "droid": ModelConfig(),
+    "droid": ModelConfig(color_jitter=OFFICIAL_COLOR_JITTER),
     # LIBERO: 2 views 128x128 -> 240x240 -> 224, 7-d un-normalised actions, 24 registers.
     "libero": ModelConfig(
         camera_names=LIBERO_CAMERAS,
         image_shape=(128, 128),
         resize_shape=(240, 240),
         crop_shape=(224, 224),
+        color_jitter=OFFICIAL_COLOR_JITTER,
         action_dim=7,
         num_registers=24,
         action_space="raw",

@@ -5,8 +5,8 @@
 
 The official recipe (uwm.md section 6): AdamW (lr 1e-4, weight decay 1e-6), warmup + cosine via
 diffusers' `get_scheduler`, gradient clipping 1.0, bf16 autocast on GPU. Latents of the video
-target are cached once (`<out>/latent_cache.pt`); the ResNet sees randomly cropped frames every
-step. `<out>/checkpoint/` is a servable checkpoint (`policy_server serve --checkpoint`), refreshed
+target are cached once (`<out>/latent_cache.pt`); the ResNet sees freshly augmented frames every
+step (random crop and colour jitter, as the model config says: `random_crop`, `color_jitter`). `<out>/checkpoint/` is a servable checkpoint (`policy_server serve --checkpoint`), refreshed
 every `--save-every` steps together with `<out>/train_state.pt`, from which a re-run resumes.
 `<out>/metrics.jsonl` logs the losses and `<out>/loss.png` plots them.
 """

@@ -121,7 +121,8 @@ def episode_key(ep: TrainingEpisode) -> str:
 def encode_latents(model, cfg: ModelConfig, ep: TrainingEpisode, device: torch.device,
                    batch: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
     """Posterior (mean, std) of every frame: (N, V, C, h, w) each, views in model order, from the
-    eval (centre) crop: the video target does not move with the conditioning crop."""
+    eval (centre) crop and colours: the video target does not move with the conditioning crop or jitter
+    (the official code augments the target too; a fixed target is what lets it be cached)."""
     vae = model.obs_encoder.vae
     means, stds = [], []
     for cam in cfg.cameras:

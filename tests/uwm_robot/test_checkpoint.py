@@ -22,7 +22,7 @@ from uwm_robot.checkpoint import (
     save_checkpoint,
     write_checkpoint,
 )
-from uwm_robot.config import PRESETS, ModelConfig, preset
+from uwm_robot.config import OFFICIAL_COLOR_JITTER, PRESETS, ModelConfig, preset
 from uwm_robot.model import UnifiedWorldModel
 from uwm_robot.normalizer import LinearNormalizer, NormalizerSet
 
@@ -193,6 +193,8 @@ def test_convert_official_round_trip(official_dir, tmp_path):
     assert loaded.meta["step"] == 0 and loaded.meta["source"] == "official:models.pt"
     assert loaded.meta["official_sha256"] == file_sha256(src / "models.pt")
     assert tuple(loaded.config.vae.block_out_channels) == (32, 64, 128, 128)
+    # The official run's augmentation travels with the config, for finetuning from it.
+    assert loaded.config.random_crop and loaded.config.color_jitter == OFFICIAL_COLOR_JITTER
 
 
 def test_aliased_and_view_tensors_are_written(tmp_path):

@@ -37,7 +37,8 @@ class ObservationEncoder(nn.Module):
             raise KeyError(f"missing camera(s) {missing}; the model expects {list(self.cfg.cameras)}")
         train = self.training
         views = [
-            video_transform(images[k], self.cfg.resize_shape, self.cfg.crop_shape, train=train, generator=generator)
+            video_transform(images[k], self.cfg.resize_shape, self.cfg.crop_shape, train=train, generator=generator,
+                            random_crop=self.cfg.random_crop, color_jitter=self.cfg.color_jitter)
             for k in self.cfg.cameras
         ]
         return torch.stack(views, dim=1)
