@@ -408,9 +408,11 @@ def test_reader_keeps_the_latest_frame_and_detects_staleness(rig):
 
 def test_reader_counts_dropped_frames(rig):
     reader = rsc.FrameReader(rig.syncer, rsc.FrameConverter(SERIAL, depth=True), poll_ms=20)
+    # Warm up before the reader starts: once it polls, it and a warm-up here would race for the
+    # same framesets (a loaded machine lost that race). The reader takes what comes next.
+    rig.next_frameset()
     reader.start()
     try:
-        rig.next_frameset()  # warm-up outside the reader is fine: the reader takes what comes next
         t = time.time() * 1000.0
         for i, n in enumerate([10, 11, 15, 16, 17]):  # frames 12..14 never arrive
             rig.inject(ts_ms=t + 33.3 * i, frame_number=n)
