@@ -203,7 +203,8 @@ def finetune(cfg: FinetuneConfig, progress: bool = True) -> Path:
     state_path = out / STATE_FILE
     if state_path.exists():
         state = torch.load(state_path, map_location=device, weights_only=False)
-        if state["model_config"] != model_cfg.to_dict():
+        # Compared as configs, so a state written before a field was added (with its default) resumes.
+        if ModelConfig.from_dict(state["model_config"], str(state_path)) != model_cfg:
             raise RuntimeError(f"{state_path} was written for another model config; use a new --out")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])

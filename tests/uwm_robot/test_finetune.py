@@ -117,6 +117,10 @@ def test_a_few_steps_lower_the_loss_and_the_run_resumes(demo_root, init_ckpt, tm
     finetune(small_run(out, [demo_root], init_ckpt, steps=8, lr=1e-3), progress=False)
     state = torch.load(out / "train_state.pt", weights_only=False)
     assert state["step"] == 8
+    # A state written before the augmentation fields existed (their defaults) still resumes.
+    for key in ("random_crop", "color_jitter"):
+        del state["model_config"][key]
+    torch.save(state, out / "train_state.pt")
     # A re-run with more steps resumes from the saved state instead of starting over.
     finetune(small_run(out, [demo_root], init_ckpt, steps=20, lr=1e-3), progress=False)
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
