@@ -6,8 +6,9 @@
 The official recipe (uwm.md section 6): AdamW (lr 1e-4, weight decay 1e-6), warmup + cosine via
 diffusers' `get_scheduler`, gradient clipping 1.0, bf16 autocast on GPU. Latents of the video
 target are cached once (`<out>/latent_cache.pt`); the ResNet sees freshly augmented frames every
-step (random crop and colour jitter, as the model config says: `random_crop`, `color_jitter`). `<out>/checkpoint/` is a servable checkpoint (`policy_server serve --checkpoint`), refreshed
-every `--save-every` steps together with `<out>/train_state.pt`, from which a re-run resumes.
+step (random crop and colour jitter, as the model config's `random_crop` and `color_jitter` say).
+`<out>/checkpoint/` is a servable checkpoint (`policy_server serve --checkpoint`), refreshed every
+`--save-every` steps together with `<out>/train_state.pt`, from which a re-run resumes.
 `<out>/metrics.jsonl` logs the losses and `<out>/loss.png` plots them.
 """
 
@@ -175,6 +176,7 @@ def finetune(cfg: FinetuneConfig, progress: bool = True) -> Path:
 
     episodes, normalizer = load_training_data(cfg.data, model_cfg, cfg.video_data,
                                               progress=lambda x: bar(x, desc="reading episodes", unit="ep"))
+
     def autocast():
         return torch.autocast(device.type, dtype=torch.bfloat16) if use_bf16 else contextlib.nullcontext()
 

@@ -9,6 +9,8 @@ batch like torchvision's on a batch tensor).
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 
@@ -50,11 +52,17 @@ def video_transform(
     return x.reshape(b, t, 3, *crop_shape).transpose(1, 2)
 
 
-def jitter_colors(x: torch.Tensor, cfg: ColorJitterConfig, generator: torch.Generator | None = None) -> torch.Tensor:
-    """(N, 3, H, W) in [0, 1] -> the same frames under one random brightness/contrast/saturation/hue draw."""
+@functools.lru_cache(maxsize=8)
+def _color_jitter(cfg: ColorJitterConfig):
+    """One kornia module per setting, built once rather than on every training step."""
     from kornia.augmentation import ColorJitter
 
-    jitter = ColorJitter(cfg.brightness, cfg.contrast, cfg.saturation, cfg.hue, same_on_batch=True, p=1.0)
+    return ColorJitter(cfg.brightness, cfg.contrast, cfg.saturation, cfg.hue, same_on_batch=True, p=1.0)
+
+
+def jitter_colors(x: torch.Tensor, cfg: ColorJitterConfig, generator: torch.Generator | None = None) -> torch.Tensor:
+    """(N, 3, H, W) in [0, 1] -> the same frames under one random brightness/contrast/saturation/hue draw."""
+    jitter = _color_jitter(cfg)
     # kornia draws from the global RNG; seed a forked one from `generator` so training stays reproducible.
     seed = int(torch.randint(0, 2**62, (1,), generator=generator))
     with torch.random.fork_rng(devices=[]):
