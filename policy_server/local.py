@@ -53,5 +53,5 @@ def make_preset_checkpoint(
         with torch.no_grad():
             for p in model.noise_pred_net.parameters():
                 p.add_(torch.randn(p.shape, generator=gen) * perturb / max(1, p.shape[-1]) ** 0.5)
-    normalizer = NormalizerSet.default(config.action_dim, identity=config.action_space == "raw")
+    normalizer = NormalizerSet.default(config.action_dim, identity=config.action_space == "raw", low_dim=config.low_dim)
     return save_checkpoint(out_dir, model, config, normalizer, meta={"source": f"local:{preset_name}", "seed": seed})

@@ -299,7 +299,8 @@ class PolicyService:
 
     def _run(self, kind: str, request: InferRequest, received: int, **args: Any) -> tuple[Job, dict]:
         request.validate_against(self.meta)
-        job = Job(kind, {"images": _batched(request.images), "seed": request.seed, **args}, received)
+        state = {k: request.state[k] for k in self.meta.get("state_shapes") or {}}  # the model's keys; the rest is logged only
+        job = Job(kind, {"images": _batched({**request.images, **state}), "seed": request.seed, **args}, received)
         return job, self.batcher.submit(job)
 
     def _timing(self, job: Job) -> dict:
@@ -354,7 +355,7 @@ class PolicyService:
 
 
 def _batched(images: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """(n_obs, H, W, 3) per camera -> (1, n_obs, H, W, 3) views (no copy)."""
+    """(n_obs, H, W, 3) per camera (and (n_obs, D) per state key) -> a batch of one (views, no copy)."""
     return {cam: img[None] for cam, img in images.items()}
 
 

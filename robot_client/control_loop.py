@@ -184,7 +184,8 @@ class ControlLoop:
                 ee_pos, ee_quat = (np.asarray(x, dtype=float) for x in self.robot.get_ee_pose())
                 g_state = self.gripper.get_state()
                 frames = {name: cam.read() for name, cam in self.cameras.items()}
-                self.history.push(frames, t)
+                self.history.push(frames, t, {"q": q, "ee_pos": ee_pos, "ee_quat": ee_quat,
+                                              "gripper_width": float(g_state.width)})
 
                 result = worker.poll(t)
                 if isinstance(result, Chunk):

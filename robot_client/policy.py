@@ -44,5 +44,6 @@ class RemotePolicy:
 
     def infer(self, obs: Observation, seed: int | None = None, prefix: np.ndarray | None = None,
               prefix_mask: np.ndarray | None = None) -> PolicyReply:
-        reply = self.client.infer(obs.images, timestamps=obs.capture_ts, seed=seed, prefix=prefix, prefix_mask=prefix_mask)
+        reply = self.client.infer(obs.images, timestamps=obs.capture_ts, state=obs.state or None, seed=seed,
+                                  prefix=prefix, prefix_mask=prefix_mask)
         return PolicyReply(np.asarray(reply["actions"]), reply.get("raw"), dict(reply.get("timings", {})))

@@ -317,13 +317,13 @@ def init_checkpoint(preset_name: str, out_dir: str | Path, seed: int = 0, fp16: 
     """A randomly initialised checkpoint of a preset (for tests, demos and training from scratch).
 
     Normaliser: DROID-style actions get scale 1 / offset 0 (the model's [-1, 1] range is taken
-    as the action range); raw (LIBERO) actions get the identity.
+    as the action range); raw (LIBERO) actions get the identity; low-dim inputs are left unscaled.
     """
     config = preset(preset_name)
     with torch.random.fork_rng(devices=[]):  # seed the init without disturbing the caller's RNG
         torch.manual_seed(seed)
         model = build_model(config)
-    normalizer = NormalizerSet.default(config.action_dim, identity=config.action_space == "raw")
+    normalizer = NormalizerSet.default(config.action_dim, identity=config.action_space == "raw", low_dim=config.low_dim)
     return save_checkpoint(out_dir, model, config, normalizer, meta={"source": f"init:{preset_name}", "seed": seed}, fp16=fp16)
 
 

@@ -80,6 +80,9 @@ class ModelConfig:
     crop_shape: tuple[int, int] = (224, 224)
     random_crop: bool = True  # training crops at random (else at the centre, as in eval)
     color_jitter: ColorJitterConfig | None = None  # training only; the paper's presets use OFFICIAL_COLOR_JITTER
+    # Proprioception appended to the condition, flattened over frames (the official `use_low_dim`):
+    # (state key, dim) pairs, e.g. (("ee_pos", 3), ("gripper_width", 1)). Empty: vision only, as DROID.
+    low_dim: tuple[tuple[str, int], ...] = ()
     n_obs_steps: int = 2
     action_len: int = 16
     action_dim: int = 10
@@ -114,6 +117,11 @@ class ModelConfig:
             object.__setattr__(self, "vae", _build(VAEConfig, self.vae, "vae"))
         if isinstance(self.color_jitter, dict):
             object.__setattr__(self, "color_jitter", _build(ColorJitterConfig, self.color_jitter, "color_jitter"))
+        low_dim = self.low_dim.items() if isinstance(self.low_dim, dict) else self.low_dim
+        try:
+            object.__setattr__(self, "low_dim", tuple((str(k), int(d)) for k, d in low_dim))
+        except (TypeError, ValueError):
+            raise ConfigError(f"low_dim must map state keys to dims, e.g. {{ee_pos: 3}}, got {self.low_dim!r}") from None
         self.validate()
 
     # ---- derived shapes -------------------------------------------------------------------
@@ -138,8 +146,12 @@ class ModelConfig:
         return (self.num_views, self.vae.latent_channels, self.n_obs_steps, h, w)
 
     @property
+    def low_dim_keys(self) -> tuple[str, ...]:
+        return tuple(k for k, _ in self.low_dim)
+
+    @property
     def global_cond_dim(self) -> int:
-        return self.num_views * self.n_obs_steps * self.img_embed_dim
+        return self.n_obs_steps * (self.num_views * self.img_embed_dim + sum(d for _, d in self.low_dim))
 
     @property
     def num_obs_tokens(self) -> int:
@@ -170,6 +182,9 @@ class ModelConfig:
             problems.append(
                 f"latent shape (T={self.n_obs_steps}, {h}, {w}) is not divisible by latent_patch_shape {self.latent_patch_shape}"
             )
+        keys = self.low_dim_keys
+        if len(set(keys)) != len(keys) or set(keys) & set(self.camera_names) or any(d < 1 for _, d in self.low_dim):
+            problems.append(f"low_dim must give unique state keys (not camera names) with dims >= 1, got {dict(self.low_dim)}")
         if self.embed_dim % self.num_heads:
             problems.append(f"embed_dim {self.embed_dim} is not divisible by num_heads {self.num_heads}")
         if not 0 <= self.marginal_timestep < self.num_train_steps:
@@ -183,7 +198,7 @@ class ModelConfig:
 
     # ---- (de)serialisation ----------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return _plain(dataclasses.asdict(self))
+        return {**_plain(dataclasses.asdict(self)), "low_dim": dict(self.low_dim)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "config") -> "ModelConfig":
@@ -334,6 +349,10 @@ PRESETS: dict[str, ModelConfig] = {
     # Same pixel count as tiny_lowres (resized to 48x64, which the 2x2 latent patches divide).
     "tiny_lowres_nocrop": _tiny_on_two_cameras((56, 72), crop=(48, 64), resize=(48, 64)),
 }
+# tiny_lowres_nocrop that also sees the arm's state: the hand's position, the gripper width and the joints.
+# Pixels alone alias "just let go of the lid" with "already left it" (docs/results.md, run 4).
+PRESETS["tiny_lowres_proprio"] = dataclasses.replace(
+    PRESETS["tiny_lowres_nocrop"], low_dim=(("ee_pos", 3), ("gripper_width", 1), ("q", 7)))
 
 
 def preset(name: str) -> ModelConfig:

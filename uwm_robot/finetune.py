@@ -69,7 +69,7 @@ class TrainStep(nn.Module):
 
     def forward(self, obs, next_latents, action, action_mask, generator=None):
         enc = self.model.obs_encoder
-        cond = enc.features(enc.transform(obs, generator))
+        cond = enc.condition(enc.features(enc.transform(obs, generator)), obs)
         return self.model.diffusion_loss(cond, next_latents, action, action_mask, generator)
 
 

@@ -10,7 +10,9 @@ This is the engine behind `policy_server` (and what tests compare the server aga
 - `imagine(images, seed)`: p(o' | o) -> predicted frames;
 - `inverse(images, goal_images, seed)`: p(a | o, o') -> an action chunk as `infer`.
 
-Images are uint8 `(B, n_obs, H, W, 3)` per camera, `H, W = config.image_shape`. `raw` actions are
+Images are uint8 `(B, n_obs, H, W, 3)` per camera, `H, W = config.image_shape`; a model with low-dim
+inputs (`config.low_dim`) also takes its state keys in the same mapping, un-normalised float
+`(B, n_obs, D)` (the checkpoint's normaliser scales them). `raw` actions are
 the model's normalised 10-d actions (what `predict_future` takes back). A seed fixes every random
 draw; `seed=None` draws a fresh seed, which each result reports so a sample can be replayed.
 """
@@ -44,7 +46,7 @@ DROID_ACTION_UNITS = {
 }
 RAW_ACTION_NAMES_DROID = ("vx", "vy", "vz", "r00", "r01", "r02", "r10", "r11", "r12", "gripper")
 
-Images = Mapping[str, Any]  # camera -> uint8 (B, n_obs, H, W, 3)
+Images = Mapping[str, Any]  # camera -> uint8 (B, n_obs, H, W, 3); state key -> float (B, n_obs, D)
 
 
 def new_seed() -> int:
@@ -61,6 +63,9 @@ class UWMPolicy:
         self.model = loaded.model
         self.normalizer = loaded.normalizer
         self.codec = codec_for(self.config.action_space, self.config.action_dim)
+        missing = [k for k in self.config.low_dim_keys if k not in self.normalizer.lowdim]
+        if missing:
+            raise ValueError(f"the checkpoint's normaliser has no statistics for its low-dim input(s) {missing}")
         self.fast = fast
         self.sampler = UWMSampler(self.model, fast=fast, **fast_options)
         self.device = self.model.device
@@ -95,6 +100,8 @@ class UWMPolicy:
             "image_shapes": {c: hw for c in cfg.cameras},
             "predicted_frame_shape": [int(x) for x in cfg.crop_shape],
             "n_obs_steps": int(cfg.n_obs_steps),
+            # Low-dim robot state the model conditions on (InferRequest.state), key -> (n_obs, D).
+            "state_shapes": {k: [int(cfg.n_obs_steps), int(d)] for k, d in cfg.low_dim},
             "action_len": int(cfg.action_len),
             "action_dim": int(self.codec.robot_dim),
             "raw_action_dim": int(cfg.action_dim),
@@ -132,6 +139,18 @@ class UWMPolicy:
     def _seed(seed: int | None) -> int:
         return new_seed() if seed is None else int(seed)
 
+    def _obs(self, images: Images) -> dict[str, Any]:
+        """The model's inputs: frames as given, low-dim state scaled by the checkpoint's normaliser."""
+        obs, n = dict(images), self.config.n_obs_steps
+        for key, dim in self.config.low_dim:
+            if key not in obs:
+                raise KeyError(f"missing state {key!r}; the model expects low-dim {dict(self.config.low_dim)}")
+            x = np.asarray(obs[key], dtype=np.float64)
+            if x.ndim != 3 or x.shape[1:] != (n, dim):
+                raise ValueError(f"state {key!r}: expected (B, {n}, {dim}) floats, got shape {x.shape}")
+            obs[key] = self.normalizer.lowdim[key].normalize(x).astype(np.float32)
+        return obs
+
     # ---- the modes ----------------------------------------------------------------------------
     def infer(self, images: Images, seed: int | None = None, prefix: Any = None, prefix_mask: Any = None) -> dict[str, Any]:
         """p(a | o): `{"actions": (B, L, 7) float32 DROID, "raw": (B, L, 10) float32 normalised, "seed"}`.
@@ -140,7 +159,7 @@ class UWMPolicy:
         rows (real-time chunking; see `uwm_robot.sampling`): the result's masked `raw` rows equal them.
         """
         seed = self._seed(seed)
-        return self._result(self.sampler.policy(images, seed=seed, prefix=prefix, prefix_mask=prefix_mask), seed)
+        return self._result(self.sampler.policy(self._obs(images), seed=seed, prefix=prefix, prefix_mask=prefix_mask), seed)
 
     def infer_batch(self, requests: Sequence[Mapping[str, Any] | tuple]) -> list[dict[str, Any]]:
         """Requests `{"images", "seed", "prefix", "prefix_mask"}` (or `(images, seed)`; only images
@@ -152,10 +171,10 @@ class UWMPolicy:
         reqs = []
         for r in requests:
             if isinstance(r, Mapping):
-                reqs.append((r["images"], self._seed(r.get("seed")), r.get("prefix"), r.get("prefix_mask")))
+                reqs.append((self._obs(r["images"]), self._seed(r.get("seed")), r.get("prefix"), r.get("prefix_mask")))
             else:
                 images, seed, *rest = r
-                reqs.append((images, self._seed(seed), *rest))
+                reqs.append((self._obs(images), self._seed(seed), *rest))
         outs = self.sampler.policy_batch(reqs)
         return [self._result(raw, r[1]) for raw, r in zip(outs, reqs)]
 
@@ -163,23 +182,27 @@ class UWMPolicy:
         """p(o' | o, a): normalised model actions (B, L, D) -> `{"frames": {cam: uint8 (B, T, h, w, 3)}, "seed"}`."""
         seed = self._seed(seed)
         action = torch.from_numpy(np.array(actions_raw, dtype=np.float32))  # a copy: the input may be read-only
-        latents = self.sampler.forward_dynamics(images, action, seed=seed)
+        latents = self.sampler.forward_dynamics(self._obs(images), action, seed=seed)
         return {"frames": self.sampler.decode(latents), "seed": seed}
 
     def imagine(self, images: Images, seed: int | None = None) -> dict[str, Any]:
         """p(o' | o): `{"frames": {cam: uint8 (B, T, h, w, 3)}, "seed"}` with actions marginalised out."""
         seed = self._seed(seed)
-        return {"frames": self.sampler.decode(self.sampler.video_prediction(images, seed=seed)), "seed": seed}
+        return {"frames": self.sampler.decode(self.sampler.video_prediction(self._obs(images), seed=seed)), "seed": seed}
 
     def inverse(self, images: Images, goal_images: Images, seed: int | None = None) -> dict[str, Any]:
         """p(a | o, o'): the chunk leading to the goal frames, as `infer` returns it."""
         seed = self._seed(seed)
-        return self._result(self.sampler.inverse_dynamics(images, goal_images, seed=seed), seed)
+        return self._result(self.sampler.inverse_dynamics(self._obs(images), goal_images, seed=seed), seed)
 
     # ---- housekeeping -------------------------------------------------------------------------
     def blank_images(self, batch: int = 1) -> dict[str, np.ndarray]:
-        h, w = self.config.image_shape
-        return {c: np.zeros((batch, self.config.n_obs_steps, h, w, 3), np.uint8) for c in self.config.cameras}
+        """Black frames (and the normaliser's mid-range state) of the model's input shapes."""
+        h, w, n = *self.config.image_shape, self.config.n_obs_steps
+        blank = {c: np.zeros((batch, n, h, w, 3), np.uint8) for c in self.config.cameras}
+        for key, dim in self.config.low_dim:
+            blank[key] = np.broadcast_to(self.normalizer.lowdim[key].offset, (batch, n, dim)).astype(np.float32)
+        return blank
 
     def warmup(self, batch_sizes: Sequence[int] = (1,), world_model: bool = False) -> float:
         """Run the policy once per batch size (and the world-model modes if asked); returns seconds."""

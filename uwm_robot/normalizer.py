@@ -186,11 +186,13 @@ class NormalizerSet:
     lowdim: dict[str, LinearNormalizer] = field(default_factory=dict)
 
     @classmethod
-    def default(cls, action_dim: int, identity: bool = False) -> "NormalizerSet":
-        """Actions already in [-1, 1] (scale 1, offset 0), or un-normalised (`identity=True`)."""
+    def default(cls, action_dim: int, identity: bool = False, low_dim: Any = ()) -> "NormalizerSet":
+        """Actions already in [-1, 1] (scale 1, offset 0), or un-normalised (`identity=True`); the
+        low-dim `(key, dim)` inputs unscaled."""
+        lowdim = {k: LinearNormalizer(np.ones(d), np.zeros(d)) for k, d in low_dim}
         if identity:
-            return cls(IdentityNormalizer(action_dim))
-        return cls(LinearNormalizer(np.ones(action_dim), np.zeros(action_dim)))
+            return cls(IdentityNormalizer(action_dim), lowdim)
+        return cls(LinearNormalizer(np.ones(action_dim), np.zeros(action_dim)), lowdim)
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -324,7 +324,7 @@ class InferRequest(Request):
     TYPE: ClassVar[str] = "infer"
     images: dict = field(default_factory=dict)  # camera -> uint8 (n_obs, H, W, 3), oldest first
     timestamps: dict | None = None  # camera -> int64 (n_obs,) capture times (ns, client clock)
-    state: dict | None = None  # optional low-dim state, name -> float array (logged, unused by UWM)
+    state: dict | None = None  # low-dim robot state, key -> float (n_obs, D); the model's `state_shapes` are required
     seed: int | None = None  # None: the server draws one and returns it
     sent_ns: int | None = None  # client clock when sent
     # Optional inpainting (infer only): normalised model actions (action_len, raw_action_dim) and a
@@ -379,9 +379,16 @@ class InferRequest(Request):
         return int(max(int(np.asarray(v).reshape(-1)[-1]) for v in self.timestamps.values() if np.asarray(v).size))
 
     def validate_against(self, meta: dict) -> None:
-        """Cameras, frame shape and timestamp shape against a policy's metadata."""
+        """Cameras, frame shape, timestamp shape and the state the model needs against a policy's metadata."""
         n_obs, hw = int(meta["n_obs_steps"]), tuple(meta["image_shape"])
         self.images = check_images(self.images, "images", list(meta["cameras"]), n_obs, hw)
+        needed = meta.get("state_shapes") or {}
+        missing = sorted(set(needed) - set(self.state or {}))
+        if missing:
+            raise ProtocolError(f"state: missing {missing}; this model conditions on the robot state "
+                                f"{ {k: tuple(v) for k, v in needed.items()} } (key: (n_obs, D) floats)", field="state")
+        for key, shape in needed.items():
+            check_array(self.state[key], f"state.{key}", "biuf", tuple(shape), finite=True, what="float robot state")
         if self.timestamps is not None:
             unknown = sorted(set(self.timestamps) - set(meta["cameras"]))
             if unknown:

@@ -123,9 +123,17 @@ class UWMSampler:
             self.denoiser = Denoiser(model)
 
     # ---- inputs -----------------------------------------------------------------------------
-    def as_images(self, images: dict[str, np.ndarray | torch.Tensor]) -> Images:
-        """uint8 (B, T, H, W, 3) per camera -> tensors on the model's device, shapes checked."""
+    def as_images(self, images: dict[str, np.ndarray | torch.Tensor], with_state: bool = True) -> Images:
+        """uint8 (B, T, H, W, 3) per camera -> tensors on the model's device, shapes checked; with
+        the model's low-dim state keys (normalised float (B, T, D)) too unless `with_state` is False."""
         out = {}
+        for name, dim in self.cfg.low_dim if with_state else ():
+            if name not in images:
+                raise KeyError(f"missing state {name!r}; the model expects low-dim {dict(self.cfg.low_dim)}")
+            x = torch.as_tensor(images[name], dtype=torch.float32)
+            if x.ndim != 3 or x.shape[1:] != (self.cfg.n_obs_steps, dim):
+                raise ValueError(f"state {name!r}: expected (B, {self.cfg.n_obs_steps}, {dim}), got {tuple(x.shape)}")
+            out[name] = x.to(self.model.device)
         for name in self.cfg.cameras:
             if name not in images:
                 raise KeyError(f"missing camera {name!r}; the model expects {list(self.cfg.cameras)}")
@@ -237,7 +245,7 @@ class UWMSampler:
     @torch.no_grad()
     def inverse_dynamics(self, images, next_images, seed: int | None = None) -> torch.Tensor:
         """p(a | o, o'): the normalised action chunk that leads from o to the goal frames o'."""
-        images, next_images = self.as_images(images), self.as_images(next_images)
+        images, next_images = self.as_images(images), self.as_images(next_images, with_state=False)
         gen = make_generator(seed)
         cond, latents = self.model.obs_encoder.encode_curr_and_next_obs(images, next_images, generator=gen)
         a_shape, _ = self._shapes(self._batch(images))

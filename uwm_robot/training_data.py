@@ -9,6 +9,9 @@ history at a reset) and the last ones repeat the final frame and action.
 
 Episodes without actions (video-only, or passed as `video_roots`) give windows whose
 `action_mask` is False: they train only the video half of the model.
+
+A model with low-dim inputs (`ModelConfig.low_dim`) also gets the recorded robot state of the two
+observation steps (`ee_pos`, `q`, `gripper_width`...), min-max normalised like the actions.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ class TrainingEpisode:
     path: Path
     frames: dict[str, np.ndarray]  # camera -> (N, H, W, 3) uint8 at the model's image_shape
     actions: np.ndarray | None  # (N, action_dim) model-space actions, un-normalised; None: video only
+    state: dict[str, np.ndarray]  # low-dim key -> (N, D) float, un-normalised ({} when the episode has none)
 
     @property
     def num_steps(self) -> int:
@@ -90,16 +94,29 @@ def read_episode(path: Path, cfg: ModelConfig, with_actions: bool = True) -> Tra
             raise TrainingDataError(f"{path}: actions are {a.shape[-1]}-d, the model's are {cfg.action_dim}-d")
         if np.isfinite(a).any():
             actions = a
-    return TrainingEpisode(path, frames, actions)
+    state = {}
+    for key, dim in cfg.low_dim:
+        if key not in ep.steps:
+            if actions is not None:
+                raise TrainingDataError(f"{path}: no recorded state {key!r}; the model's low-dim inputs are "
+                                        f"{dict(cfg.low_dim)}, the episode records {sorted(ep.steps)}")
+            continue  # video only: zeros stand in, as the official video items carry
+        x = np.asarray(ep.steps[key][:n], dtype=np.float64).reshape(n, -1)
+        if x.shape[1] != dim:
+            raise TrainingDataError(f"{path}: state {key!r} is {x.shape[1]}-d, the model's low_dim says {dim}")
+        state[key] = x
+    return TrainingEpisode(path, frames, actions, state)
 
 
-def action_normalizer(episodes: list[TrainingEpisode], action_dim: int) -> NormalizerSet:
-    """Min-max statistics of every action the episodes hold (the official normaliser)."""
-    rows = [e.actions[np.isfinite(e.actions).all(axis=1)] for e in episodes if e.actions is not None]
-    rows = [r for r in rows if len(r)]
+def fit_normalizer(episodes: list[TrainingEpisode], cfg: ModelConfig) -> NormalizerSet:
+    """Min-max statistics of every action (the official normaliser) and of every low-dim input the
+    action-labelled episodes hold."""
+    labelled = [e for e in episodes if e.actions is not None]
+    rows = [r for r in (e.actions[np.isfinite(e.actions).all(axis=1)] for e in labelled) if len(r)]
     if not rows:
         raise TrainingDataError("no episode has actions: at least one action-labelled episode is needed")
-    return NormalizerSet(LinearNormalizer.from_data(np.concatenate(rows)))
+    lowdim = {key: LinearNormalizer.from_data(np.concatenate([e.state[key] for e in labelled])) for key in cfg.low_dim_keys}
+    return NormalizerSet(LinearNormalizer.from_data(np.concatenate(rows)), lowdim)
 
 
 # ---- latent cache ------------------------------------------------------------------------------------
@@ -183,6 +200,9 @@ class WindowDataset:
             else:
                 a = np.nan_to_num(normalizer.action.normalize(ep.actions)).astype(np.float32)
                 self.actions.append(torch.from_numpy(a))
+        self.states = [{key: torch.from_numpy(normalizer.lowdim[key].normalize(ep.state[key]).astype(np.float32))
+                        if key in ep.state else torch.zeros(ep.num_steps, dim) for key, dim in cfg.low_dim}
+                       for ep in episodes]
         # (episode, start) with start in [-1, N-2]: the first window pads frame 0.
         self.index = np.array([(e, s) for e, ep in enumerate(episodes) for s in range(-1, ep.num_steps - 1)],
                               dtype=np.int64)
@@ -198,7 +218,7 @@ class WindowDataset:
 
     def batch(self, indices: np.ndarray, generator: torch.Generator | None = None) -> dict:
         h, n_obs = self.cfg.action_len, self.cfg.n_obs_steps
-        obs = {cam: [] for cam in self.cfg.cameras}
+        obs = {key: [] for key in (*self.cfg.cameras, *self.cfg.low_dim_keys)}
         mean, std, actions, mask = [], [], [], []
         for i in indices:
             e, s = self.index[i]
@@ -209,6 +229,8 @@ class WindowDataset:
             next_idx = np.clip(np.arange(s + 1 + h, s + 1 + h + n_obs), 0, last)
             for cam in self.cfg.cameras:
                 obs[cam].append(torch.from_numpy(ep.frames[cam][obs_idx]))
+            for key, x in self.states[e].items():
+                obs[key].append(x[obs_idx])
             m, sd = self.latents[e]
             mean.append(m[next_idx])
             std.append(sd[next_idx])
@@ -231,10 +253,10 @@ class WindowDataset:
 
 def load_training_data(data_roots: list[str | Path], cfg: ModelConfig, video_roots: list[str | Path] = (),
                        progress=None) -> tuple[list[TrainingEpisode], NormalizerSet]:
-    """Read every usable episode (frames resized to the model's input) and the action statistics."""
+    """Read every usable episode (frames resized to the model's input) and the normaliser statistics."""
     paths = [(p, True) for p in find_episodes(list(data_roots))] + [(p, False) for p in find_episodes(list(video_roots))]
     if not paths:
         raise TrainingDataError(f"no usable episodes under {[str(r) for r in [*data_roots, *video_roots]]} "
                                 "(finished, not discarded, not failed)")
     episodes = [read_episode(p, cfg, with_actions=a) for p, a in (progress(paths) if progress else paths)]
-    return episodes, action_normalizer(episodes, cfg.action_dim)
+    return episodes, fit_normalizer(episodes, cfg)

@@ -20,12 +20,14 @@ class ScriptedPolicy:
         self.action = np.array([0.3, 0, 0, 0, 0, 0, 0.0]) if action is None else np.asarray(action, float)
         self.fail = fail
         self.calls = 0
+        self.states = []
 
     def hello(self):
         return {}
 
     def infer(self, obs, seed=None):
         self.calls += 1
+        self.states.append(obs.state)
         assert all(v.shape == (2, 90, 160, 3) and v.dtype == np.uint8 for v in obs.images.values())
         if self.fail:
             raise RuntimeError("server unreachable")
@@ -57,6 +59,18 @@ def test_loop_executes_chunks_asynchronously_and_never_idles(env):
     assert s["idle_s"] == 0.0 and s["chunks"] >= 4 and policy.calls >= 4
     assert s["dropped_actions"] >= 3 * (s["chunks"] - 1)  # 0.2 s latency = 3 stale actions per chunk
     assert env.robot.is_running_policy()  # ends holding under the controller
+
+
+def test_each_request_carries_the_robot_state_of_its_frames(env):
+    q0, ee0 = np.asarray(env.robot.get_joint_positions()), np.asarray(env.robot.get_ee_pose()[0])
+    policy = ScriptedPolicy()
+    make_loop(env, policy, max_steps=20).run()
+    first, last = policy.states[0], policy.states[-1]
+    assert {k: v.shape for k, v in first.items()} == {"q": (2, 7), "ee_pos": (2, 3), "ee_quat": (2, 4), "gripper_width": (2, 1)}
+    # The first request repeats tick 0 (as its frames do); later ones see the arm move in +x.
+    np.testing.assert_allclose(first["q"], [q0, q0], atol=1e-6)
+    np.testing.assert_allclose(first["ee_pos"], [ee0, ee0], atol=1e-6)
+    assert last["ee_pos"][1, 0] > last["ee_pos"][0, 0] > ee0[0] + 0.01
 
 
 def test_nan_chunks_hold_the_arm(env):

@@ -18,7 +18,7 @@ from .resnet import ResNetImageEncoder
 from .transforms import video_transform
 from .vae import LatentVAE
 
-Images = dict[str, torch.Tensor]  # camera name -> uint8 (B, T, H, W, 3)
+Images = dict[str, torch.Tensor]  # camera name -> uint8 (B, T, H, W, 3); low-dim key -> normalised float (B, T, D)
 
 
 class ObservationEncoder(nn.Module):
@@ -46,6 +46,21 @@ class ObservationEncoder(nn.Module):
     def features(self, pixels: torch.Tensor) -> torch.Tensor:
         return self.img_encoder(pixels)
 
+    def condition(self, features: torch.Tensor, obs: Images) -> torch.Tensor:
+        """The global condition: image features, then the low-dim state flattened over frames (official order)."""
+        if not self.cfg.low_dim:
+            return features
+        b, t = features.shape[0], self.cfg.n_obs_steps
+        state = []
+        for key, dim in self.cfg.low_dim:
+            if key not in obs:
+                raise KeyError(f"missing state {key!r}; the model expects low-dim {dict(self.cfg.low_dim)}")
+            x = obs[key]
+            if tuple(x.shape) != (b, t, dim):
+                raise ValueError(f"state {key!r}: expected ({b}, {t}, {dim}), got {tuple(x.shape)}")
+            state.append(x.to(features))
+        return torch.cat((features, torch.cat(state, dim=-1).flatten(1)), dim=-1)
+
     def latents(self, pixels: torch.Tensor, generator: torch.Generator | None = None, sample: bool = True) -> torch.Tensor:
         b, v, c, t, h, w = pixels.shape
         flat = pixels.permute(0, 1, 3, 2, 4, 5).reshape(b * v * t, c, h, w)  # frames ordered (b v t)
@@ -59,7 +74,7 @@ class ObservationEncoder(nn.Module):
         return imgs.reshape(b, v, t, *imgs.shape[1:]).transpose(2, 3)
 
     def encode_curr_obs(self, images: Images) -> torch.Tensor:
-        return self.features(self.transform(images))
+        return self.condition(self.features(self.transform(images)), images)
 
     def encode_next_obs(self, images: Images, generator: torch.Generator | None = None) -> torch.Tensor:
         return self.latents(self.transform(images), generator=generator)
@@ -70,7 +85,7 @@ class ObservationEncoder(nn.Module):
         # Transform both together so training's random crop is shared, as the official code does.
         b = next(iter(obs.values())).shape[0]
         both = self.transform({k: torch.cat((obs[k], next_obs[k])) for k in self.cfg.cameras}, generator)
-        return self.features(both[:b]), self.latents(both[b:], generator=generator)
+        return self.condition(self.features(both[:b]), obs), self.latents(both[b:], generator=generator)
 
 
 def make_scheduler(cfg: ModelConfig) -> DDIMScheduler:
