@@ -28,7 +28,7 @@ import numpy as np
 
 from uwm_robot.client import PolicyClient
 
-from .local import LocalServer, make_preset_checkpoint, random_observation
+from .local import LocalServer, make_preset_checkpoint, random_observation, random_state
 
 def parse_hw(text: str) -> tuple[int, int]:
     m = re.fullmatch(r"(\d+)x(\d+)", text)
@@ -53,10 +53,10 @@ def run_clients(address: str, token: str | None, n_clients: int, n_requests: int
 
         def robot(i: int) -> None:
             rng = np.random.default_rng(i)
-            obs = [random_observation(meta, rng) for _ in range(4)]  # vary content, reuse buffers
+            obs = [(*random_observation(meta, rng), random_state(meta, rng)) for _ in range(4)]  # vary content, reuse buffers
             try:
                 for k in range(warmup):
-                    clients[i].infer(obs[k % 4][0], timestamps=obs[k % 4][1], seed=k)
+                    clients[i].infer(obs[k % 4][0], timestamps=obs[k % 4][1], state=obs[k % 4][2], seed=k)
                 barrier.wait()
                 period = 1.0 / rate_hz if rate_hz > 0 else 0.0
                 next_t = time.perf_counter()
@@ -65,8 +65,8 @@ def run_clients(address: str, token: str | None, n_clients: int, n_requests: int
                         # Each robot starts at a random phase, like independent control loops.
                         next_t += period if k else period * rng.random()
                         time.sleep(max(0.0, next_t - time.perf_counter()))
-                    images, stamps = obs[k % 4]
-                    r = clients[i].infer(images, timestamps=stamps, seed=k)
+                    images, stamps, state = obs[k % 4]
+                    r = clients[i].infer(images, timestamps=stamps, state=state, seed=k)
                     records[i].append(r["timings"])
             except BaseException as e:  # reported after join
                 errors.append(e)

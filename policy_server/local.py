@@ -21,6 +21,12 @@ def random_observation(meta: dict, rng: np.random.Generator | int = 0) -> tuple[
     return images, stamps
 
 
+def random_state(meta: dict, rng: np.random.Generator | int = 0) -> dict | None:
+    """The low-dim robot state a model of `meta` conditions on (`state_shapes`), or None if none."""
+    rng = np.random.default_rng(rng) if isinstance(rng, int) else rng
+    return {k: rng.normal(size=tuple(shape)) for k, shape in (meta.get("state_shapes") or {}).items()} or None
+
+
 def make_preset_checkpoint(
     preset_name: str,
     out_dir: str | Path,

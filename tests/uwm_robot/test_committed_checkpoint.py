@@ -12,7 +12,7 @@ CKPT = Path(__file__).resolve().parents[2] / "checkpoints" / "rice_cooker_tiny"
 
 @pytest.mark.skipif(not (CKPT / "model.safetensors").exists(), reason="no committed checkpoint")
 def test_committed_checkpoint_loads_verified_and_serves_a_chunk():
-    from policy_server.local import random_observation
+    from policy_server.local import random_observation, random_state
     from uwm_robot.checkpoint import load_checkpoint
     from uwm_robot.inference import UWMPolicy
 
@@ -22,5 +22,6 @@ def test_committed_checkpoint_loads_verified_and_serves_a_chunk():
     assert (CKPT / "model.safetensors").stat().st_size <= 60e6
     policy = UWMPolicy.load(CKPT)
     images, _ = random_observation(policy.metadata(), 0)
-    out = policy.infer({c: v[None] for c, v in images.items()}, seed=0)
+    state = random_state(policy.metadata(), 0) or {}  # the robot state, if the model conditions on it
+    out = policy.infer({k: v[None] for k, v in {**images, **state}.items()}, seed=0)
     assert out["actions"].shape == (1, 16, 7) and np.isfinite(out["actions"]).all()
