@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 from .typed_yaml import checked_fields
@@ -148,6 +149,16 @@ class ModelConfig:
     @property
     def low_dim_keys(self) -> tuple[str, ...]:
         return tuple(k for k, _ in self.low_dim)
+
+    def check_state(self, obs: Any, batch: int | None = None) -> None:
+        """Every low-dim key is in `obs` with shape (B, n_obs_steps, dim) (B = `batch` when given)."""
+        for key, dim in self.low_dim:
+            if key not in obs:
+                raise KeyError(f"missing state {key!r}; the model expects low-dim {dict(self.low_dim)}")
+            shape = tuple(np.shape(obs[key]))
+            if len(shape) != 3 or shape[1:] != (self.n_obs_steps, dim) or batch not in (None, shape[0]):
+                raise ValueError(f"state {key!r}: expected ({'B' if batch is None else batch}, {self.n_obs_steps}, "
+                                 f"{dim}) floats, got shape {shape}")
 
     @property
     def global_cond_dim(self) -> int:

@@ -141,14 +141,10 @@ class UWMPolicy:
 
     def _obs(self, images: Images) -> dict[str, Any]:
         """The model's inputs: frames as given, low-dim state scaled by the checkpoint's normaliser."""
-        obs, n = dict(images), self.config.n_obs_steps
-        for key, dim in self.config.low_dim:
-            if key not in obs:
-                raise KeyError(f"missing state {key!r}; the model expects low-dim {dict(self.config.low_dim)}")
-            x = np.asarray(obs[key], dtype=np.float64)
-            if x.ndim != 3 or x.shape[1:] != (n, dim):
-                raise ValueError(f"state {key!r}: expected (B, {n}, {dim}) floats, got shape {x.shape}")
-            obs[key] = self.normalizer.lowdim[key].normalize(x).astype(np.float32)
+        self.config.check_state(images)
+        obs = dict(images)
+        for key in self.config.low_dim_keys:
+            obs[key] = self.normalizer.lowdim[key].normalize(np.asarray(obs[key], dtype=np.float64)).astype(np.float32)
         return obs
 
     # ---- the modes ----------------------------------------------------------------------------

@@ -127,13 +127,10 @@ class UWMSampler:
         """uint8 (B, T, H, W, 3) per camera -> tensors on the model's device, shapes checked; with
         the model's low-dim state keys (normalised float (B, T, D)) too unless `with_state` is False."""
         out = {}
-        for name, dim in self.cfg.low_dim if with_state else ():
-            if name not in images:
-                raise KeyError(f"missing state {name!r}; the model expects low-dim {dict(self.cfg.low_dim)}")
-            x = torch.as_tensor(images[name], dtype=torch.float32)
-            if x.ndim != 3 or x.shape[1:] != (self.cfg.n_obs_steps, dim):
-                raise ValueError(f"state {name!r}: expected (B, {self.cfg.n_obs_steps}, {dim}), got {tuple(x.shape)}")
-            out[name] = x.to(self.model.device)
+        if with_state:
+            self.cfg.check_state(images)
+            for name in self.cfg.low_dim_keys:
+                out[name] = torch.as_tensor(images[name], dtype=torch.float32).to(self.model.device)
         for name in self.cfg.cameras:
             if name not in images:
                 raise KeyError(f"missing camera {name!r}; the model expects {list(self.cfg.cameras)}")

@@ -50,16 +50,9 @@ class ObservationEncoder(nn.Module):
         """The global condition: image features, then the low-dim state flattened over frames (official order)."""
         if not self.cfg.low_dim:
             return features
-        b, t = features.shape[0], self.cfg.n_obs_steps
-        state = []
-        for key, dim in self.cfg.low_dim:
-            if key not in obs:
-                raise KeyError(f"missing state {key!r}; the model expects low-dim {dict(self.cfg.low_dim)}")
-            x = obs[key]
-            if tuple(x.shape) != (b, t, dim):
-                raise ValueError(f"state {key!r}: expected ({b}, {t}, {dim}), got {tuple(x.shape)}")
-            state.append(x.to(features))
-        return torch.cat((features, torch.cat(state, dim=-1).flatten(1)), dim=-1)
+        self.cfg.check_state(obs, batch=features.shape[0])
+        state = torch.cat([obs[key].to(features) for key in self.cfg.low_dim_keys], dim=-1)
+        return torch.cat((features, state.flatten(1)), dim=-1)
 
     def latents(self, pixels: torch.Tensor, generator: torch.Generator | None = None, sample: bool = True) -> torch.Tensor:
         b, v, c, t, h, w = pixels.shape
