@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 import time
@@ -27,13 +28,25 @@ def _common_policy_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--realtime", action="store_true", help="sim: keep sim time = wall time (default: lockstep)")
     p.add_argument("--config", default=str(DEFAULT_PATH), help="robot_client settings YAML")
     p.add_argument("--operator", default="", help="who ran the trials (stored with each episode)")
+    p.add_argument("--execute-k", type=int, default=None,
+                   help="actions executed per 16-action chunk before the next takes over (default from config)")
+
+
+def _policy_settings(args: argparse.Namespace):
+    """The settings file with this command line's overrides applied."""
+    settings = load_settings(args.config)
+    if args.execute_k is None:
+        return settings
+    if not 1 <= args.execute_k <= 16:
+        raise SystemExit(f"--execute-k must be in 1..16 (actions of a 16-action chunk), got {args.execute_k}")
+    return dataclasses.replace(settings, control=dataclasses.replace(settings.control, execute_k=args.execute_k))
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from robot_client.keys import KeyListener
     from robot_client.runner import TrialSpec, open_policy, run_sim_trial
 
-    settings = load_settings(args.config)
+    settings = _policy_settings(args)
     robot = args.robot or settings.robot
     if robot == "franka":
         return _run_franka(args, settings)
@@ -100,7 +113,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from robot_client.runner import TrialSpec, open_policy, run_sim_trial
     from uwm_robot.episode import is_episode_dir, read_meta
 
-    settings = load_settings(args.config)
+    settings = _policy_settings(args)
     if (args.robot or settings.robot) == "franka":
         return _run_franka(args, settings)
     conditions = _conditions(args.condition, args.task)

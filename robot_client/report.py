@@ -264,6 +264,8 @@ def _timing_summary(trials: list[Trial]) -> list[tuple[str, str]]:
     fps = [float(t.meta.get("fps", 15.0)) for t in trials] or [15.0]
     target = 1e3 / float(np.median(fps))
     rows = []
+    executed = sorted({str((t.meta.get("control") or {}).get("execute_k", "not recorded")) for t in trials})
+    rows.append(("actions executed per chunk (execute_k)", ", ".join(executed)))
     if lat.size:
         p50, p95, p99 = np.percentile(lat, [50, 95, 99])
         rows.append(("inference latency (chunk round trip)", f"p50 {p50:.1f} ms, p95 {p95:.1f} ms, p99 {p99:.1f} ms, "

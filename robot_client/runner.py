@@ -86,7 +86,7 @@ def loop_config(settings: ClientSettings, control_hz: float, max_steps: int, loc
                                sim_latency_s=settings.sim.sim_latency_s if lockstep else None)
 
 
-def make_recorder(spec: TrialSpec, metadata: dict, shapes: dict, extra_meta: dict, fps: float,
+def make_recorder(spec: TrialSpec, metadata: dict, shapes: dict, extra_meta: dict, cfg: LoopConfig,
                   resize_frames: bool = False):
     from robot_client.recording import EpisodeWriter
 
@@ -98,9 +98,10 @@ def make_recorder(spec: TrialSpec, metadata: dict, shapes: dict, extra_meta: dic
         "operator": spec.operator,
         "checkpoint": {"id": metadata.get("checkpoint_id"), "hash": metadata.get("checkpoint_hash")},
         "server": metadata,
+        "control": dataclasses.asdict(cfg),  # execute_k, latency... the same checkpoint behaves differently under others
         **extra_meta,
     }
-    return EpisodeWriter(spec.out_dir, meta, shapes, fps=fps, resize_frames=resize_frames)
+    return EpisodeWriter(spec.out_dir, meta, shapes, fps=cfg.control_hz, resize_frames=resize_frames)
 
 
 def fan_out(observers: list, method: str):
@@ -132,7 +133,7 @@ def run_sim_trial(spec: TrialSpec, policy, metadata: dict, settings: ClientSetti
         if record:
             recorder = make_recorder(spec, metadata, shapes, {
                 "instruction": task.instruction, "robot": "sim", "sim_mode": mode,
-                "initial_state": env.initial_state, "calibration": None}, fps=task.control_hz)
+                "initial_state": env.initial_state, "calibration": None}, cfg)
         # Realtime: pace on the wall clock (sim time follows it in physics chunks, too coarse to pace on).
         clock = WallClock() if mode == "realtime" else env.clock
         loop = ControlLoop(env.robot, env.gripper, env.cameras, clock, policy,
@@ -185,7 +186,7 @@ def run_franka_trial(spec: TrialSpec, policy, metadata: dict, settings: ClientSe
         max_steps = spec.max_steps or int(task.max_duration_s * task.control_hz)
         cfg = loop_config(settings, task.control_hz, max_steps, lockstep=False, seed=None)
         recorder = make_recorder(spec, metadata, shapes, {"instruction": task.instruction, "robot": "franka",
-                                                          "calibration": camera_config}, fps=task.control_hz,
+                                                          "calibration": camera_config}, cfg,
                                  resize_frames=True) if record else None
         loop = ControlLoop(robot, gripper, cameras, WallClock(), policy,
                            make_action_path("cartesian_velocity", SafetyMonitor(settings.safety)), cfg, shapes,

@@ -9,10 +9,10 @@ import pytest
 
 
 
-def run_eval(ckpt, out):
+def run_eval(ckpt, out, *extra):
     proc = subprocess.run(
         [sys.executable, "-m", "robot_client.cli", "eval", "--task", "rice_cooker", "--condition", "id,C1",
-         "--trials", "2", "--max-steps", "12", "--checkpoint", str(ckpt), "--out", str(out)],
+         "--trials", "2", "--max-steps", "12", "--checkpoint", str(ckpt), "--out", str(out), *extra],
         capture_output=True, text=True, timeout=500,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -21,14 +21,19 @@ def run_eval(ckpt, out):
 
 def test_eval_reports_resumes_and_reruns_unfinished_trials(tiny_checkpoint, tmp_path):
     out = tmp_path / "eval"
-    first = run_eval(tiny_checkpoint, out)
+    first = run_eval(tiny_checkpoint, out, "--execute-k", "5")
     assert first.count("[eval] rice_cooker") == 4
     for cond in ("ID", "C1"):
         for i in range(2):
-            meta = json.loads((out / "rice_cooker" / cond / f"trial_{i:03d}" / "meta.json").read_text())
+            trial = out / "rice_cooker" / cond / f"trial_{i:03d}"
+            meta = json.loads((trial / "meta.json").read_text())
             assert meta["status"] == "finished" and meta["condition"] == cond and meta["seed"] == i
+            # The override reached the loop (and is recorded): 12 ticks of 5-action windows need >= 3 chunks.
+            assert meta["control"]["execute_k"] == 5 and meta["control"]["sim_latency_s"] == 0.2
+            assert meta["num_chunks"] >= 3
     report = (out / "report.md").read_text()
     assert "rice_cooker" in report and "C1" in report and "0/2" in report
+    assert "actions executed per chunk (execute_k): 5" in report
 
     # A re-run resumes: every finished trial is kept and skipped.
     assert run_eval(tiny_checkpoint, out).count("[eval] rice_cooker") == 0
@@ -42,6 +47,14 @@ def test_eval_reports_resumes_and_reruns_unfinished_trials(tiny_checkpoint, tmp_
     assert third.count("[eval] rice_cooker") == 1 and "kept unfinished trial_001" in third
     kept = list((out / "rice_cooker" / "C1").glob("trial_001.incomplete-*"))
     assert len(kept) == 1 and (kept[0] / "meta.json").exists()
+
+
+def test_execute_k_out_of_range_is_refused(tiny_checkpoint, tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "robot_client.cli", "eval", "--execute-k", "17", "--checkpoint", str(tiny_checkpoint),
+         "--out", str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and "--execute-k must be in 1..16" in proc.stderr
+    assert not (tmp_path / "rice_cooker").exists()
 
 
 def test_unknown_condition_is_named(tiny_checkpoint, tmp_path):
