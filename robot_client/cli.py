@@ -210,7 +210,7 @@ def cmd_teleop(args: argparse.Namespace) -> int:
         from robot_client.backends.polymetis import import_polymetis
 
         import_polymetis()  # fail early, with its install message
-    device = make_device(args.device)
+    device = make_device(args.device, **({"practice_miss_prob": args.practice_misses} if args.practice_misses else {}))
     out = Path(args.out) if args.out else Path("demos") / args.task / time.strftime("%Y%m%d-%H%M%S")
     cameras = tuple(args.cameras.split(",")) if args.cameras else None
     events, estop = OperatorEvents(), EStop()
@@ -309,6 +309,9 @@ def build_parser() -> argparse.ArgumentParser:
     tp.add_argument("--realtime", action="store_true", help="expert: pace on the wall clock (people always do)")
     tp.add_argument("--no-raw-frames", action="store_true", help="keep only the H.264 videos (lossy)")
     tp.add_argument("--operator", default="")
+    tp.add_argument("--practice-misses", type=float, default=0.0, metavar="P",
+                    help="--device expert: fraction of demos whose first grasp is aimed off on purpose, then "
+                         "re-tried (recovery data; rice_cooker)")
     tp.add_argument("--config", default=str(DEFAULT_PATH))
     tp.set_defaults(func=cmd_teleop)
 

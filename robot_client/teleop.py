@@ -49,6 +49,10 @@ class TeleopDevice:
     def key_handlers(self) -> dict:
         return {}
 
+    def meta(self) -> dict:
+        """What each demo's meta.json records about this device's settings."""
+        return {}
+
     def close(self) -> None:
         pass
 
@@ -59,8 +63,9 @@ class ExpertDevice(TeleopDevice):
 
     name = "expert"
 
-    def __init__(self, settle_s: float = 1.0):
+    def __init__(self, settle_s: float = 1.0, **expert_options):
         self.settle_s = settle_s
+        self.expert_options = expert_options  # passed to the task's expert(), e.g. practice_miss_prob
         self.expert = None
         self.env = None
         self._done_at: float | None = None
@@ -69,9 +74,15 @@ class ExpertDevice(TeleopDevice):
         if env is None:
             raise ValueError("the expert device needs the sim (--robot sim): it plans from the simulator's state")
         self.env = env
-        self.expert = env.task.expert(env)
+        try:
+            self.expert = env.task.expert(env, **self.expert_options)
+        except TypeError:
+            raise ValueError(f"task {env.task.name!r}'s expert takes no options {sorted(self.expert_options)}") from None
         self.expert.actuate = False  # the teleop loop executes the action through the action path
         self._done_at = None
+
+    def meta(self) -> dict:
+        return {"expert_options": dict(self.expert_options)} if self.expert_options else {}
 
     def action(self) -> np.ndarray:
         return self.expert.step().as_array()  # after the plan: holds the last goal while settling
@@ -163,9 +174,11 @@ class SpaceMouseDevice(TeleopDevice):
         self._sm.close()
 
 
-def make_device(name: str) -> TeleopDevice:
+def make_device(name: str, **expert_options) -> TeleopDevice:
     if name == "expert":
-        return ExpertDevice()
+        return ExpertDevice(**expert_options)
+    if expert_options:
+        raise ValueError(f"{sorted(expert_options)} apply to --device expert only, not {name!r}")
     if name == "keyboard":
         return KeyboardDevice()
     if name == "spacemouse":
@@ -325,7 +338,7 @@ def collect_sim_demos(task: str, device: TeleopDevice, out_root: Path, episodes:
             device.reset(env)
             meta = {"kind": "demo", "task": task, "instruction": env.task.instruction, "condition": condition,
                     "seed": seed + n, "operator": operator or device.name, "teleop_device": device.name,
-                    "robot": "sim", "sim_mode": env_kw["mode"], "initial_state": env.initial_state}
+                    "robot": "sim", "sim_mode": env_kw["mode"], "initial_state": env.initial_state, **device.meta()}
             return record_and_finish(
                 env.robot, env.gripper, env.cameras, env.clock, device, out_root, index, meta,
                 {name: camera_shape for name in env.cameras}, env.task.control_hz,

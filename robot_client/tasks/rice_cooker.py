@@ -89,11 +89,24 @@ class RiceCookerTask(Task):
     def success_check(self, world) -> SuccessCheck:
         return RiceCookerCheck(world)
 
-    def expert(self, env) -> ScriptedExpert:
-        return ScriptedExpert(env, rice_cooker_plan(env))
+    def expert(self, env, practice_miss_prob: float = 0.0) -> ScriptedExpert:
+        """`practice_miss_prob`: chance (per seed, reproducibly) that the first cup grasp is aimed 2.5-4 cm
+        off, so the demo shows what a policy needs after its own miss: re-open, re-aim, grasp again."""
+        if not 0.0 <= practice_miss_prob <= 1.0:
+            raise ValueError(f"practice_miss_prob must be in [0, 1], got {practice_miss_prob}")
+        rng = np.random.default_rng([env.seed, 1])
+        miss = None
+        if rng.random() < practice_miss_prob:
+            angle, radius = rng.uniform(0, 2 * np.pi), rng.uniform(0.025, 0.04)
+            miss = radius * np.array([np.cos(angle), np.sin(angle), 0.0])
+        return ScriptedExpert(env, rice_cooker_plan(env, first_grasp_offset=miss))
 
 
-def rice_cooker_plan(env):
+GRASP_ATTEMPTS = 3
+HOLDING_WIDTH = 0.03  # m: the fingers stop at the 5 cm cup; an empty grasp closes below this
+
+
+def rice_cooker_plan(env, first_grasp_offset: np.ndarray | None = None):
     world = env.world
     cooker = world.model.body_pos[world.model.body("cooker").id].copy()
     bar_grip = topdown(0.0)  # fingers close along x, across the bar (which runs along y)
@@ -111,13 +124,19 @@ def rice_cooker_plan(env):
     yield Gripper("goto", 0.05)
     # Leave upward, along the lid plane: moving toward the robot would push the lid shut.
     yield Move(bar_position(cooker, LID_STOP) + np.array([0.0, 0, 0.08]), bar_grip, speed=0.3, tol=0.01)
-    # 2. cup into the pot
-    cup = world.data.xpos[world.model.body("cup").id].copy()
+    # 2. cup into the pot; a missed grasp (the fingers closed on nothing) is re-aimed at where the cup is now
     yield Gripper("goto", 0.075)
-    yield Move(cup + np.array([0, 0, 0.12]), cup_grip, speed=0.6, tol=0.01)
-    yield Move(cup + np.array([0, 0, 0.005]), cup_grip, speed=0.25)
-    yield Gripper("grasp", 0.05, epsilon=0.01)
-    yield Move(cup + np.array([0, 0, 0.2]), cup_grip, speed=0.5, tol=0.01)
+    for attempt in range(GRASP_ATTEMPTS):
+        aim = world.data.xpos[world.model.body("cup").id].copy()
+        if attempt == 0 and first_grasp_offset is not None:
+            aim = aim + first_grasp_offset
+        yield Move(aim + np.array([0, 0, 0.12]), cup_grip, speed=0.6, tol=0.01)
+        yield Move(aim + np.array([0, 0, 0.005]), cup_grip, speed=0.25)
+        yield Gripper("grasp", 0.05, epsilon=0.01)
+        yield Move(aim + np.array([0, 0, 0.2]), cup_grip, speed=0.5, tol=0.01)
+        if env.gripper.get_state().width > HOLDING_WIDTH:
+            break
+        yield Gripper("goto", 0.075)
     yield Move(cooker + np.array([0, 0, 0.24]), cup_grip, speed=0.5, tol=0.008)
     yield Move(cooker + np.array([0, 0, 0.085]), cup_grip, speed=0.3, tol=0.006)
     yield Gripper("goto", 0.075)

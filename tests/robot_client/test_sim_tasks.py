@@ -49,3 +49,21 @@ def test_unknown_config_key_names_file_and_key(tmp_path):
         load_task_config(path)
     with pytest.raises(ValueError, match="unknown task"):
         load_task("make_coffee")
+
+
+def _grasp_commands(actions) -> int:
+    closed = np.array(actions)[:, 6] == 1.0
+    return int((closed[1:] & ~closed[:-1]).sum())
+
+
+def test_rice_cooker_expert_recovers_from_a_practice_miss():
+    """The first cup grasp aimed off on purpose closes on nothing; the expert re-opens, re-aims and succeeds."""
+    with SimEnv("rice_cooker", seed=0, camera_names=()) as env:
+        plain = env.task.expert(env).run(record=True)
+    with SimEnv("rice_cooker", seed=0, camera_names=()) as env:
+        practised = env.task.expert(env, practice_miss_prob=1.0).run(record=True)
+    assert plain.success and practised.success
+    # bar, cup, closed-finger push: one grasp more for the retry
+    assert _grasp_commands(plain.actions) == 3 and _grasp_commands(practised.actions) == 4
+    with SimEnv("rice_cooker", seed=0, camera_names=()) as env, pytest.raises(ValueError, match="practice_miss_prob"):
+        env.task.expert(env, practice_miss_prob=1.5)

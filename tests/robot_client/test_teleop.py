@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from robot_client.teleop import (
     DISCARDED_DIR,
@@ -131,3 +132,15 @@ def test_teleop_refuses_the_expert_on_the_real_arm(capsys):
 
     assert main(["teleop", "--robot", "franka", "--device", "expert"]) != 0
     assert "on the real arm use keyboard or spacemouse" in capsys.readouterr().err
+
+
+def test_expert_options_are_refused_for_other_devices_and_tasks():
+    from robot_client.sim.env import SimEnv
+    from robot_client.teleop import make_device
+
+    with pytest.raises(ValueError, match="--device expert only"):
+        make_device("keyboard", practice_miss_prob=0.5)
+    device = make_device("expert", practice_miss_prob=0.5)
+    assert device.meta() == {"expert_options": {"practice_miss_prob": 0.5}}
+    with SimEnv("stack_bowls", seed=0, camera_names=()) as env, pytest.raises(ValueError, match="takes no options"):
+        device.reset(env)
