@@ -126,7 +126,9 @@ def vae_fingerprint(model, cfg: ModelConfig) -> str:
     h.update(repr((cfg.image_shape, cfg.resize_shape, cfg.crop_shape, cfg.vae)).encode())
     for name, t in sorted(model.obs_encoder.vae.state_dict().items()):
         h.update(name.encode())
-        h.update(t.detach().cpu().float().numpy().tobytes())
+        # + 0.0 turns -0.0 into 0.0: an EMA update flips the sign of zeros in the frozen VAE without
+        # changing its values, and must not invalidate the cache.
+        h.update((t.detach().cpu().float() + 0.0).numpy().tobytes())
     return h.hexdigest()[:16]
 
 

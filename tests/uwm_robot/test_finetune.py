@@ -209,3 +209,20 @@ def test_torchrun_ddp_two_processes(demo_root, init_ckpt, tmp_path):
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [row["step"] for row in rows] == [1, 2, 3]  # one writer (rank 0)
     assert load_checkpoint(out / "checkpoint").meta["step"] == 3
+
+
+def test_vae_fingerprint_follows_values_not_the_sign_of_zero():
+    """An EMA step turns the frozen VAE's -0.0 weights into 0.0; that must not throw the latent cache away."""
+    from uwm_robot.checkpoint import build_model
+    from uwm_robot.training_data import vae_fingerprint
+
+    torch.manual_seed(0)
+    model = build_model(CFG)
+    weight = next(model.obs_encoder.vae.parameters())
+    with torch.no_grad():
+        weight.view(-1)[0] = -0.0
+        signed = vae_fingerprint(model, CFG)
+        weight.view(-1)[0] = 0.0
+        assert vae_fingerprint(model, CFG) == signed
+        weight.view(-1)[0] = 1e-3  # a real change still counts
+        assert vae_fingerprint(model, CFG) != signed
