@@ -10,6 +10,7 @@ Discarded episodes are not deleted: they move to <out>/discarded/ (finetuning sk
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 import shutil
@@ -74,10 +75,11 @@ class ExpertDevice(TeleopDevice):
         if env is None:
             raise ValueError("the expert device needs the sim (--robot sim): it plans from the simulator's state")
         self.env = env
-        try:
-            self.expert = env.task.expert(env, **self.expert_options)
+        try:  # checked against the signature, so a TypeError raised inside the expert is not misreported
+            inspect.signature(env.task.expert).bind(env, **self.expert_options)
         except TypeError:
             raise ValueError(f"task {env.task.name!r}'s expert takes no options {sorted(self.expert_options)}") from None
+        self.expert = env.task.expert(env, **self.expert_options)
         self.expert.actuate = False  # the teleop loop executes the action through the action path
         self._done_at = None
 
