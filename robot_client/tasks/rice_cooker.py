@@ -104,7 +104,6 @@ class RiceCookerTask(Task):
 
 GRASP_ATTEMPTS = 3
 HOLDING_WIDTH = 0.03  # m: the fingers stop at the 5 cm cup; an empty grasp closes below this
-FINAL_DESCENT_SPEED = 0.06  # of DROID's full-scale step: 4.5 mm per tick onto the cup
 
 
 def rice_cooker_plan(env, first_grasp_offset: np.ndarray | None = None):
@@ -132,10 +131,7 @@ def rice_cooker_plan(env, first_grasp_offset: np.ndarray | None = None):
         if attempt == 0 and first_grasp_offset is not None:
             aim = aim + first_grasp_offset
         yield Move(aim + np.array([0, 0, 0.12]), cup_grip, speed=0.6, tol=0.01)
-        # Centre 5 cm above the cup, then sink slowly: a policy copying this gets many wrist-camera
-        # frames to centre on the cup, and a close that comes a few ticks early or late still grips it.
-        yield Move(aim + np.array([0, 0, 0.05]), cup_grip, speed=0.25, tol=0.004)
-        yield Move(aim + np.array([0, 0, 0.005]), cup_grip, speed=FINAL_DESCENT_SPEED)
+        yield Move(aim + np.array([0, 0, 0.005]), cup_grip, speed=0.25)
         yield Gripper("grasp", 0.05, epsilon=0.01)
         yield Move(aim + np.array([0, 0, 0.2]), cup_grip, speed=0.5, tol=0.01)
         if env.gripper.get_state().width > HOLDING_WIDTH:

@@ -67,19 +67,3 @@ def test_rice_cooker_expert_recovers_from_a_practice_miss():
     assert _grasp_commands(plain.actions) == 3 and _grasp_commands(practised.actions) == 4
     with SimEnv("rice_cooker", seed=0, camera_names=()) as env, pytest.raises(ValueError, match="practice_miss_prob"):
         env.task.expert(env, practice_miss_prob=1.5)
-
-
-def test_rice_cooker_expert_sinks_slowly_onto_the_cup():
-    """The cup grasp closes only after a slow final descent, so a policy's close a few ticks off still grips."""
-    from robot_client.tasks.rice_cooker import FINAL_DESCENT_SPEED
-
-    with SimEnv("rice_cooker", seed=1, camera_names=()) as env:
-        actions = np.array(env.task.expert(env).run(record=True).actions)
-    closed = actions[:, 6] == 1.0
-    cup_close = np.flatnonzero(closed[1:] & ~closed[:-1])[1] + 1  # after the lid bar's grasp
-    before = actions[:cup_close, 2][::-1]  # z velocity, newest first
-    slow = 0
-    while slow < len(before) and -FINAL_DESCENT_SPEED - 1e-6 <= before[slow] < -0.005:
-        slow += 1
-    assert slow >= 6, f"only {slow} slow descending ticks before the cup grasp: {before[:12]}"
-    assert before[slow:slow + 20].min() < -FINAL_DESCENT_SPEED  # and a faster approach above that
