@@ -50,8 +50,9 @@ def main() -> None:
         if not len(cm):
             raise SystemExit(f"{label}: no episode went within {NEAR_XY * 100:.0f} cm of the cup")
         ax.scatter(cm[:, 0], cm[:, 1], s=24, label=f"{label} ({len(cm)})")
-        print(f"{label}: {len(cm)} episodes, mean offset x, y (cm) {np.round(cm.mean(0), 1)}, "
-              f"rms {np.round(np.sqrt((cm ** 2).mean(0)), 1)}")
+        mean, rms = np.round(cm.mean(0), 1) + 0.0, np.sqrt((cm ** 2).mean(0))  # + 0.0: no "-0.0"
+        print(f"{label}: {len(cm)} episodes, mean offset x {mean[0]:+.1f} y {mean[1]:+.1f} cm, "
+              f"rms x {rms[0]:.1f} y {rms[1]:.1f} cm")
     ax.axhline(0, lw=0.5, c="grey")
     ax.axvline(0, lw=0.5, c="grey")
     ax.set(xlim=(-8, 8), ylim=(-8, 8), aspect="equal", xlabel="hand x − cup x (cm)", ylabel="hand y − cup y (cm)",
