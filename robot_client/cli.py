@@ -210,7 +210,8 @@ def cmd_teleop(args: argparse.Namespace) -> int:
         from robot_client.backends.polymetis import import_polymetis
 
         import_polymetis()  # fail early, with its install message
-    device = make_device(args.device, **({"practice_miss_prob": args.practice_misses} if args.practice_misses else {}))
+    options = {"practice_miss_prob": args.practice_misses, "action_noise": args.action_noise}
+    device = make_device(args.device, **{k: v for k, v in options.items() if v})
     out = Path(args.out) if args.out else Path("demos") / args.task / time.strftime("%Y%m%d-%H%M%S")
     cameras = tuple(args.cameras.split(",")) if args.cameras else None
     events, estop = OperatorEvents(), EStop()
@@ -312,6 +313,9 @@ def build_parser() -> argparse.ArgumentParser:
     tp.add_argument("--practice-misses", type=float, default=0.0, metavar="P",
                     help="--device expert: fraction of demos whose first grasp is aimed off on purpose, then "
                          "re-tried (recovery data; rice_cooker)")
+    tp.add_argument("--action-noise", type=float, default=0.0, metavar="SIGMA",
+                    help="--device expert: Gaussian noise (fraction of full scale) added to the translation the "
+                         "arm runs, while the demo records the expert's own corrective action (DART)")
     tp.add_argument("--config", default=str(DEFAULT_PATH))
     tp.set_defaults(func=cmd_teleop)
 

@@ -43,6 +43,10 @@ class TeleopDevice:
         """The action for this tick, or None to hold still."""
         raise NotImplementedError
 
+    def executed(self, action: np.ndarray) -> np.ndarray:
+        """What the arm runs for `action` this tick; the demo records `action` itself as the label."""
+        return action
+
     def finished(self) -> str | None:
         """'save' / 'discard' when the device itself ends the episode (the expert), else None."""
         return None
@@ -60,15 +64,27 @@ class TeleopDevice:
 
 class ExpertDevice(TeleopDevice):
     """The sim task's scripted expert as an operator: it ends the episode 1 s after its plan is done
-    and labels it with the sim's success check (no success -> discard)."""
+    and labels it with the sim's success check (no success -> discard).
+
+    `action_noise` (DART-style): now and then (PUSH_RATE per tick) the arm is pushed for PUSH_TICKS
+    ticks: the expert's translation plus a random direction of this size (a fraction of DROID's
+    full-scale step). The demo records the expert's own action. The expert is closed-loop, so the
+    demos show off-course views labelled with the way back; between pushes its tolerances are met."""
+
+    PUSH_RATE, PUSH_TICKS = 0.05, 2
 
     name = "expert"
 
-    def __init__(self, settle_s: float = 1.0, **expert_options):
+    def __init__(self, settle_s: float = 1.0, action_noise: float = 0.0, **expert_options):
+        if not 0.0 <= action_noise <= 1.0:
+            raise ValueError(f"action_noise must be in [0, 1] (of DROID's full-scale step), got {action_noise}")
         self.settle_s = settle_s
+        self.action_noise = action_noise
         self.expert_options = expert_options  # passed to the task's expert(), e.g. practice_miss_prob
         self.expert = None
         self.env = None
+        self._noise = np.random.default_rng()
+        self._push, self._push_left = np.zeros(3), 0
         self._done_at: float | None = None
 
     def reset(self, env) -> None:
@@ -81,13 +97,29 @@ class ExpertDevice(TeleopDevice):
             raise ValueError(f"task {env.task.name!r}'s expert takes no options {sorted(self.expert_options)}") from None
         self.expert = env.task.expert(env, **self.expert_options)
         self.expert.actuate = False  # the teleop loop executes the action through the action path
+        self._noise = np.random.default_rng([env.seed, 2])  # per seed, so a demo can be re-made exactly
+        self._push_left = 0
         self._done_at = None
 
     def meta(self) -> dict:
-        return {"expert_options": dict(self.expert_options)} if self.expert_options else {}
+        meta = {"expert_options": dict(self.expert_options)} if self.expert_options else {}
+        return {**meta, "action_noise": self.action_noise} if self.action_noise else meta
 
     def action(self) -> np.ndarray:
         return self.expert.step().as_array()  # after the plan: holds the last goal while settling
+
+    def executed(self, action: np.ndarray) -> np.ndarray:
+        if not self.action_noise:
+            return action
+        if self._push_left == 0 and self._noise.random() < self.PUSH_RATE:
+            direction = self._noise.normal(size=3)
+            self._push, self._push_left = self.action_noise * direction / np.linalg.norm(direction), self.PUSH_TICKS
+        if self._push_left == 0:
+            return action
+        self._push_left -= 1
+        pushed = np.array(action, dtype=float)
+        pushed[:3] = np.clip(pushed[:3] + self._push, -1.0, 1.0)
+        return pushed
 
     def finished(self) -> str | None:
         if self.env.check_success():
@@ -177,6 +209,7 @@ class SpaceMouseDevice(TeleopDevice):
 
 
 def make_device(name: str, **expert_options) -> TeleopDevice:
+    """`expert_options`: the expert device's (action_noise) and its task expert's (e.g. practice_miss_prob)."""
     if name == "expert":
         return ExpertDevice(**expert_options)
     if expert_options:
@@ -242,7 +275,8 @@ def record_demo(env_robot, env_gripper, cameras: dict, clock, device: TeleopDevi
         frames = {name: cam.read() for name, cam in cameras.items()}
         action = device.action()
         gripper_now = 1.0 - float(g_state.width) / max_width
-        command = action_path(action, q, ee_pos, ee_quat, gripper_sent if gripper_sent is not None else gripper_now)
+        executed = None if action is None else device.executed(action)
+        command = action_path(executed, q, ee_pos, ee_quat, gripper_sent if gripper_sent is not None else gripper_now)
         env_robot.update_desired_joint_positions(command.q_target)
         if not command.hold:
             gripper_sent = send_gripper(env_gripper, command.gripper, gripper_sent, max_width, gripper_speed,

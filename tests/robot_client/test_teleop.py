@@ -144,3 +144,22 @@ def test_expert_options_are_refused_for_other_devices_and_tasks():
     assert device.meta() == {"expert_options": {"practice_miss_prob": 0.5}}
     with SimEnv("stack_bowls", seed=0, camera_names=()) as env, pytest.raises(ValueError, match="takes no options"):
         device.reset(env)
+
+
+def test_expert_pushes_run_but_the_demo_records_the_experts_correction(tmp_path):
+    """DART-style demos: some ticks run a pushed translation; every tick records the expert's own action."""
+    results = collect_sim_demos("rice_cooker", ExpertDevice(action_noise=0.5), tmp_path, episodes=1, seed=200,
+                                camera_shape=(24, 32), cameras=("wrist_image_left",), save_raw_frames=False,
+                                max_attempts=1)
+    assert len(results) == 1 and results[0].saved, results
+    ep = load_episode(results[0].path)
+    assert ep.meta["action_noise"] == 0.5
+    ran_rows = np.isfinite(ep.steps["action_clipped"]).all(axis=1)  # NaN: ticks the action path held
+    label, ran = ep.steps["action_droid"][ran_rows], ep.steps["action_clipped"][ran_rows]
+    pushed = np.any(np.abs(ran[:, :3] - label[:, :3]) > 1e-6, axis=1)
+    assert 0.02 < pushed.mean() < 0.3  # PUSH_RATE 0.05 per tick, 2 ticks each
+    push = ran[pushed, :3] - label[pushed, :3]
+    assert np.all(np.linalg.norm(push, axis=1) <= 0.5 + 1e-6)  # clipping can only shorten a push
+    assert np.allclose(ran[~pushed], label[~pushed])  # rotation, gripper and unpushed ticks run as labelled
+    with pytest.raises(ValueError, match="action_noise"):
+        ExpertDevice(action_noise=1.5)
