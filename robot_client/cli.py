@@ -314,8 +314,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="--device expert: fraction of demos whose first grasp is aimed off on purpose, then "
                          "re-tried (recovery data; rice_cooker)")
     tp.add_argument("--action-noise", type=float, default=0.0, metavar="SIGMA",
-                    help="--device expert: Gaussian noise (fraction of full scale) added to the translation the "
-                         "arm runs, while the demo records the expert's own corrective action (DART)")
+                    help="--device expert: now and then push the arm off course by SIGMA (fraction of full scale) "
+                         "for 2 ticks, while the demo records the expert's own corrective action (DART-style)")
     tp.add_argument("--config", default=str(DEFAULT_PATH))
     tp.set_defaults(func=cmd_teleop)
 
