@@ -89,24 +89,32 @@ class RiceCookerTask(Task):
     def success_check(self, world) -> SuccessCheck:
         return RiceCookerCheck(world)
 
-    def expert(self, env, practice_miss_prob: float = 0.0) -> ScriptedExpert:
-        """`practice_miss_prob`: chance (per seed, reproducibly) that the first cup grasp is aimed 2.5-4 cm
-        off, so the demo shows what a policy needs after its own miss: re-open, re-aim, grasp again."""
-        if not 0.0 <= practice_miss_prob <= 1.0:
-            raise ValueError(f"practice_miss_prob must be in [0, 1], got {practice_miss_prob}")
+    def expert(self, env, practice_miss_prob: float = 0.0, off_centre_prob: float = 0.0) -> ScriptedExpert:
+        """Chances (per seed, reproducibly) of two deliberate errors in a random direction:
+        `practice_miss_prob`: the first cup grasp is aimed 2.5-4 cm off, so the demo shows what a policy needs after
+        its own miss: re-open, re-aim, grasp again. `off_centre_prob`: the hand arrives above the cup 1.5-4 cm
+        off centre and steers back onto it while going down, as a policy must when its approach is off."""
+        for name, p in (("practice_miss_prob", practice_miss_prob), ("off_centre_prob", off_centre_prob)):
+            if not 0.0 <= p <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {p}")
         rng = np.random.default_rng([env.seed, 1])
-        miss = None
-        if rng.random() < practice_miss_prob:
-            angle, radius = rng.uniform(0, 2 * np.pi), rng.uniform(0.025, 0.04)
-            miss = radius * np.array([np.cos(angle), np.sin(angle), 0.0])
-        return ScriptedExpert(env, rice_cooker_plan(env, first_grasp_offset=miss))
+
+        def maybe_offset(p: float, min_radius: float) -> np.ndarray | None:
+            if rng.random() >= p:
+                return None
+            angle, radius = rng.uniform(0, 2 * np.pi), rng.uniform(min_radius, 0.04)
+            return radius * np.array([np.cos(angle), np.sin(angle), 0.0])
+
+        miss = maybe_offset(practice_miss_prob, 0.025)
+        approach = maybe_offset(off_centre_prob, 0.015)
+        return ScriptedExpert(env, rice_cooker_plan(env, first_grasp_offset=miss, approach_offset=approach))
 
 
 GRASP_ATTEMPTS = 3
 HOLDING_WIDTH = 0.03  # m: the fingers stop at the 5 cm cup; an empty grasp closes below this
 
 
-def rice_cooker_plan(env, first_grasp_offset: np.ndarray | None = None):
+def rice_cooker_plan(env, first_grasp_offset: np.ndarray | None = None, approach_offset: np.ndarray | None = None):
     world = env.world
     cooker = world.model.body_pos[world.model.body("cooker").id].copy()
     bar_grip = topdown(0.0)  # fingers close along x, across the bar (which runs along y)
@@ -130,7 +138,12 @@ def rice_cooker_plan(env, first_grasp_offset: np.ndarray | None = None):
         aim = world.data.xpos[world.model.body("cup").id].copy()
         if attempt == 0 and first_grasp_offset is not None:
             aim = aim + first_grasp_offset
-        yield Move(aim + np.array([0, 0, 0.12]), cup_grip, speed=0.6, tol=0.01)
+        if attempt == 0 and approach_offset is not None:
+            # Arrive off centre, then steer back while sinking to half height: the correction a policy needs.
+            yield Move(aim + approach_offset + np.array([0, 0, 0.12]), cup_grip, speed=0.6, tol=0.01)
+            yield Move(aim + np.array([0, 0, 0.06]), cup_grip, speed=0.25, tol=0.004)
+        else:
+            yield Move(aim + np.array([0, 0, 0.12]), cup_grip, speed=0.6, tol=0.01)
         yield Move(aim + np.array([0, 0, 0.005]), cup_grip, speed=0.25)
         yield Gripper("grasp", 0.05, epsilon=0.01)
         yield Move(aim + np.array([0, 0, 0.2]), cup_grip, speed=0.5, tol=0.01)

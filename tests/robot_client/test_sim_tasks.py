@@ -67,3 +67,34 @@ def test_rice_cooker_expert_recovers_from_a_practice_miss():
     assert _grasp_commands(plain.actions) == 3 and _grasp_commands(practised.actions) == 4
     with SimEnv("rice_cooker", seed=0, camera_names=()) as env, pytest.raises(ValueError, match="practice_miss_prob"):
         env.task.expert(env, practice_miss_prob=1.5)
+
+
+def _descent_to_cup(off_centre_prob: float) -> tuple[bool, np.ndarray]:
+    """(success, rows of [flange height, flange xy distance from the cup]) from the first time the hand is
+    within 8 cm of the cup down to its lowest point there (the grasp)."""
+    rows = []
+    with SimEnv("rice_cooker", seed=0, camera_names=()) as env:
+        cup = np.asarray(env.initial_state["cup_xy"])
+
+        def on_step(step, action):
+            pos = np.asarray(env.robot.get_ee_pose()[0], dtype=float)
+            if np.linalg.norm(pos[:2] - cup) < 0.08:
+                rows.append((pos[2], np.linalg.norm(pos[:2] - cup)))
+
+        result = env.task.expert(env, off_centre_prob=off_centre_prob).run(on_step=on_step)
+    rows = np.array(rows)
+    return result.success, rows[:np.argmin(rows[:, 0]) + 1]
+
+
+def test_rice_cooker_expert_steers_back_from_an_off_centre_approach():
+    """The hand arrives 1.5-4 cm off centre above the cup, then corrects on the way down: the demo holds
+    the correction (off centre high up, centred lower down) that the plain one lacks, and still grasps."""
+    plain_ok, plain = _descent_to_cup(0.0)
+    off_ok, off = _descent_to_cup(1.0)
+    assert plain_ok and off_ok
+    band = lambda rows, lo, hi: rows[(rows[:, 0] > lo) & (rows[:, 0] < hi), 1]  # noqa: E731
+    assert band(off, 0.235, 0.26).max() > 0.035 and band(plain, 0.235, 0.26).max() < 0.02  # arrival height
+    assert band(off, 0.19, 0.21).max() < 0.01 and band(plain, 0.19, 0.21).max() < 0.01  # half way down
+    assert off[-1, 1] < 0.008 and plain[-1, 1] < 0.008  # the grasp
+    with SimEnv("rice_cooker", seed=0, camera_names=()) as env, pytest.raises(ValueError, match="off_centre_prob"):
+        env.task.expert(env, off_centre_prob=-0.1)
