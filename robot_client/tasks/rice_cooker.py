@@ -138,12 +138,11 @@ def rice_cooker_plan(env, first_grasp_offset: np.ndarray | None = None, approach
         aim = world.data.xpos[world.model.body("cup").id].copy()
         if attempt == 0 and first_grasp_offset is not None:
             aim = aim + first_grasp_offset
-        if attempt == 0 and approach_offset is not None:
-            # Arrive off centre, then steer back while sinking to half height: the correction a policy needs.
-            yield Move(aim + approach_offset + np.array([0, 0, 0.12]), cup_grip, speed=0.6, tol=0.01)
+        off_centre = attempt == 0 and approach_offset is not None
+        arrival = aim + (approach_offset if off_centre else 0.0)
+        yield Move(arrival + np.array([0, 0, 0.12]), cup_grip, speed=0.6, tol=0.01)
+        if off_centre:  # steer back while sinking to half height: the correction a policy needs
             yield Move(aim + np.array([0, 0, 0.06]), cup_grip, speed=0.25, tol=0.004)
-        else:
-            yield Move(aim + np.array([0, 0, 0.12]), cup_grip, speed=0.6, tol=0.01)
         yield Move(aim + np.array([0, 0, 0.005]), cup_grip, speed=0.25)
         yield Gripper("grasp", 0.05, epsilon=0.01)
         yield Move(aim + np.array([0, 0, 0.2]), cup_grip, speed=0.5, tol=0.01)
