@@ -60,7 +60,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         from robot_client.live_view import LiveView
 
         live = LiveView(spawn=args.live, save_path=args.live_save)
-    takeover = _takeover(args.takeover)
+    takeover = _takeover(args.takeover, args.takeover_stall_s)
     keys = {**(takeover.key_handlers() if takeover else {}), "e": lambda: estop.trip("operator key 'e'"),
             " ": lambda: estop.trip("operator key space")}
     with open_policy(settings, args.server, args.token_file, args.checkpoint) as (policy, metadata), KeyListener(keys):
@@ -80,11 +80,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _takeover(device_name: str | None):
-    """`--takeover DEVICE`: the operator toggles control with `t` (DAgger-style, steps tagged)."""
+def _takeover(device_name: str | None, stall_s: float = 15.0):
+    """`--takeover DEVICE`: the operator toggles control with `t` (DAgger-style, steps tagged); `expert`
+    (sim): the scripted expert takes the arm by itself when the policy goes off course or stalls."""
     if not device_name:
         return None
-    from robot_client.teleop import Takeover, make_device
+    from robot_client.teleop import ExpertTakeover, Takeover, make_device
+
+    if device_name == "expert":
+        print(f"[robot_client] takeover: the sim's expert takes the arm when the policy goes off course "
+              f"or stalls for {stall_s:g} s", flush=True)
+        return ExpertTakeover(stall_s)
 
     print("[robot_client] takeover: t = take / give back the arm", flush=True)
     return Takeover(make_device(device_name))
@@ -174,6 +180,9 @@ def _run_franka(args, settings) -> int:
     from robot_client.keys import KeyListener
     from robot_client.runner import OperatorLabel, TrialSpec, open_policy, run_franka_trial
 
+    if getattr(args, "takeover", None) == "expert":
+        raise SystemExit("--takeover expert plans from the simulator's state: use it with --robot sim; "
+                         "on the real arm take over with keyboard or spacemouse")
     import_polymetis()  # fail early, with its install message, before a server is started
     condition = "ID" if args.condition.lower() == "id" else args.condition.upper()
     out_root = Path(args.out) if getattr(args, "out", None) else Path(settings.out_root) / args.task / time.strftime("%Y%m%d-%H%M%S")
@@ -280,8 +289,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", default=None, help="episode root (default: rollouts/<task>/<time>/)")
     run.add_argument("--live", action="store_true", help="stream cameras, state and actions to a Rerun viewer")
     run.add_argument("--live-save", default=None, help="also write the live stream to this .rrd file")
-    run.add_argument("--takeover", choices=["keyboard", "spacemouse"], default=None,
-                     help="let an operator take the arm with this device (t toggles; steps tagged 'intervention')")
+    run.add_argument("--takeover", choices=["keyboard", "spacemouse", "expert"], default=None,
+                     help="let an operator take the arm with this device (t toggles; steps tagged 'intervention'); "
+                          "expert (sim): the scripted expert takes it by itself when the policy goes off course "
+                          "and finishes the trial (DAgger data)")
+    run.add_argument("--takeover-stall-s", type=float, default=15.0,
+                     help="expert takeover: also take the arm when a task stage makes no progress for this long")
     run.set_defaults(func=cmd_run)
 
     ev = sub.add_parser("eval", help="ID/OOD evaluation: N trials per condition, resumable, then a report")

@@ -513,8 +513,9 @@ def synthetic_frames(i: int, camera_shapes: dict[str, tuple[int, int]]) -> dict:
 def write_synthetic_episode(directory: str | Path, n_steps: int = 30, camera_shapes: dict | None = None,
                             metadata: dict | None = None, success: bool | None = True, decided_by: str = "sim_check",
                             reason: str | None = None, save_raw_frames: bool = False, no_action_steps: int = 2,
-                            latency_s: float = 0.12) -> Path:
-    """Record a small deterministic episode (steps, frames, one chunk per 8 steps) with the real writer."""
+                            latency_s: float = 0.12, takeover_from: int | None = None) -> Path:
+    """Record a small deterministic episode (steps, frames, one chunk per 8 steps) with the real writer;
+    `takeover_from`: steps from this one on are tagged `intervention` (an operator had the arm)."""
     from robot_client.chunk_executor import Chunk
 
     camera_shapes = camera_shapes or {"exterior_image_1_left": (36, 64), "wrist_image_left": (36, 64)}
@@ -526,7 +527,8 @@ def write_synthetic_episode(directory: str | Path, n_steps: int = 30, camera_sha
             if i % 8 == 0:
                 rec.on_chunk(Chunk(np.tile(synthetic_step(i).action, (16, 1)), i / 15.0, None, i // 8,
                                    latency_s + 0.01 * (i // 8), {"server_ms": 80.0 + i}))
-            rec.on_step(synthetic_step(i, with_action=i >= no_action_steps), synthetic_frames(i, camera_shapes))
+            rec.on_step(synthetic_step(i, with_action=i >= no_action_steps), synthetic_frames(i, camera_shapes),
+                        intervention=takeover_from is not None and i >= takeover_from)
         if decided_by == "none":
             success = None
         rec.finish(success, decided_by, reason or ("success" if success else "timeout"),

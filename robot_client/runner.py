@@ -127,6 +127,8 @@ def run_sim_trial(spec: TrialSpec, policy, metadata: dict, settings: ClientSetti
     env = SimEnv(spec.task, condition=spec.condition, seed=spec.seed, mode=mode, camera_width=w, camera_height=h)
     try:
         task = env.task
+        if takeover is not None:
+            takeover.start_trial(env)
         max_steps = spec.max_steps or int(task.max_duration_s * task.control_hz)
         cfg = loop_config(settings, task.control_hz, max_steps, lockstep=(mode == "lockstep"), seed=spec.seed * 1000)
         recorder = None
@@ -178,6 +180,8 @@ def run_franka_trial(spec: TrialSpec, policy, metadata: dict, settings: ClientSe
     from robot_client.tasks import load_task
 
     task = load_task(spec.task)
+    if takeover is not None:
+        takeover.start_trial(None)
     robot, gripper = make_robot("franka", robot_config)
     shapes = camera_shapes(metadata)
     cameras = make_cameras("realsense", camera_config)

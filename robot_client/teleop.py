@@ -464,3 +464,55 @@ class Takeover:
     def action(self) -> np.ndarray | None:
         """The operator's action this tick, or None when the policy has the arm."""
         return self.device.action() if self.active else None
+
+    def start_trial(self, env) -> None:
+        """A new trial (env: the sim, None on the real arm); the operator keeps the device."""
+
+
+class ExpertTakeover:
+    """Sim DAgger with no one at the keyboard: the task's scripted expert watches the policy and takes
+    the arm for the rest of the trial when the task calls it off course (`Task.off_course`) or a stage
+    of the success check stalls for `stall_s`. It plans from the scene as it is then, so the steps
+    it drives (tagged `intervention`) label the policy's own mistakes with the way out."""
+
+    def __init__(self, stall_s: float = 15.0):
+        if stall_s <= 0:
+            raise ValueError(f"stall_s must be > 0 s, got {stall_s}")
+        self.stall_s = stall_s
+        self.device = ExpertDevice()
+        self.env = None
+        self.reason: str | None = None  # why the expert took over (None: the policy kept the arm)
+
+    @property
+    def active(self) -> bool:
+        return self.reason is not None
+
+    def key_handlers(self) -> dict:
+        return {}
+
+    def start_trial(self, env) -> None:
+        if env is None:
+            raise ValueError("the expert takeover needs the sim (--robot sim): it plans from the simulator's state")
+        self.env, self.reason = env, None
+        self._stage, self._stage_since = env.success.stage, env.clock.now()
+
+    def action(self) -> np.ndarray | None:
+        if self.env is None:
+            raise RuntimeError("ExpertTakeover.start_trial(env) was not called")
+        if self.reason is None:
+            self.reason = self._why_take_over()
+            if self.reason is None:
+                return None
+            log.warning("expert takes the arm at t=%.1f s: %s", self.env.clock.now(), self.reason)
+            self.device.expert_options = {"resume": True}
+            self.device.reset(self.env)
+        return self.device.action()
+
+    def _why_take_over(self) -> str | None:
+        now, stage = self.env.clock.now(), self.env.success.stage
+        if stage != self._stage:
+            self._stage, self._stage_since = stage, now
+        if now - self._stage_since > self.stall_s:
+            stages = self.env.success.stages
+            return f"no progress for {self.stall_s:.0f} s (next: {stages[stage] if stage < len(stages) else 'success'})"
+        return self.env.task.off_course(self.env)

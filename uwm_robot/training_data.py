@@ -92,6 +92,10 @@ def read_episode(path: Path, cfg: ModelConfig, with_actions: bool = True) -> Tra
         a = np.asarray(ep.steps["action_model"][:n], dtype=np.float32)
         if a.shape[-1] != cfg.action_dim:
             raise TrainingDataError(f"{path}: actions are {a.shape[-1]}-d, the model's are {cfg.action_dim}-d")
+        if "intervention" in ep.steps:
+            taken = np.asarray(ep.steps["intervention"][:n], dtype=bool)
+            if taken.any():  # DAgger (HG-DAgger's rule): only the operator's steps label the policy
+                a = np.where(taken[:, None], a, np.nan)
         if np.isfinite(a).any():
             actions = a
     state = {}

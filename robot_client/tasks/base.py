@@ -105,6 +105,11 @@ class Task(ABC):
     def expert(self, env):
         """A scripted expert that solves the task through env.robot / env.gripper."""
 
+    def off_course(self, env) -> str | None:
+        """Why an expert watching a policy would take the arm now (None: let it carry on). Tasks add
+        their own rules; an expert takeover also steps in when a stage stalls."""
+        return None
+
 
 def set_free_body_pose(world, body: str, pos, yaw: float = 0.0) -> None:
     """Place a free-jointed body (before a run starts)."""

@@ -89,8 +89,27 @@ class RiceCookerTask(Task):
     def success_check(self, world) -> SuccessCheck:
         return RiceCookerCheck(world)
 
-    def expert(self, env, practice_miss_prob: float = 0.0, off_centre_prob: float = 0.0) -> ScriptedExpert:
-        """Chances (per seed, reproducibly) of two deliberate errors in a random direction:
+    def off_course(self, env) -> str | None:
+        """What an expert watching a policy would stop: the open hand sinking on the cup off centre (one
+        fingertip lands on the rim; arriving off centre and steering back is fine above half height),
+        or, once the lid is open, fingers closed on nothing away from the lid's bar."""
+        world = env.world
+        tcp = world.data.site_xpos[world.model.site("tcp").id]
+        cup = world.data.xpos[world.model.body("cup").id]
+        offset = float(np.linalg.norm(tcp[:2] - cup[:2]))
+        width = env.gripper.get_state().width
+        if width > 0.06 and tcp[2] < cup[2] + 0.06 and OFF_CENTRE_LIMIT < offset < 0.08:
+            return f"hand {offset * 100:.1f} cm off the cup at {tcp[2] - cup[2]:.2f} m above it"
+        cooker = world.model.body_pos[world.model.body("cooker").id]
+        from_bar = float(np.linalg.norm(tcp - bar_position(cooker, lid_angle(world))))
+        if env.success.stage >= 1 and width < HOLDING_WIDTH and from_bar > 0.1 and not cup_in_cavity(world):
+            return f"fingers closed on nothing ({width * 100:.1f} cm apart, the cup is 5 cm)"
+        return None
+
+    def expert(self, env, practice_miss_prob: float = 0.0, off_centre_prob: float = 0.0,
+               resume: bool = False) -> ScriptedExpert:
+        """`resume`: plan from the scene as it is now (an expert taking over from a policy mid-trial).
+        Chances (per seed, reproducibly) of two deliberate errors in a random direction:
         `practice_miss_prob`: the first cup grasp is aimed 2.5-4 cm off, so the demo shows what a policy needs after
         its own miss: re-open, re-aim, grasp again. `off_centre_prob`: the hand arrives above the cup 1.5-4 cm
         off centre and steers back onto it while going down, as a policy must when its approach is off."""
@@ -107,32 +126,53 @@ class RiceCookerTask(Task):
 
         miss = maybe_offset(practice_miss_prob, 0.025)
         approach = maybe_offset(off_centre_prob, 0.015)
-        return ScriptedExpert(env, rice_cooker_plan(env, first_grasp_offset=miss, approach_offset=approach))
+        return ScriptedExpert(env, rice_cooker_plan(env, first_grasp_offset=miss, approach_offset=approach, resume=resume))
 
 
 GRASP_ATTEMPTS = 3
+OFF_CENTRE_LIMIT = 0.012  # m: the open fingers (7.5 cm, diagonal) still close around the 5 cm cup
 HOLDING_WIDTH = 0.03  # m: the fingers stop at the 5 cm cup; an empty grasp closes below this
 
 
-def rice_cooker_plan(env, first_grasp_offset: np.ndarray | None = None, approach_offset: np.ndarray | None = None):
+def rice_cooker_plan(env, first_grasp_offset: np.ndarray | None = None, approach_offset: np.ndarray | None = None,
+                     resume: bool = False):
+    """The whole task; `resume`: only the stages the scene still needs (an expert taking over mid-trial)."""
     world = env.world
     cooker = world.model.body_pos[world.model.body("cooker").id].copy()
-    bar_grip = topdown(0.0)  # fingers close along x, across the bar (which runs along y)
-    cup_grip = topdown(-np.pi / 4)  # diagonal: the 0.2 m hand fits into the 0.18 m pot only this way
-    above = np.array([0.0, 0.0, 0.08])
+    if resume:
+        # Clear of whatever the hand is near (or holds) before travelling: open, then up.
+        tcp = world.data.site_xpos[world.model.site("tcp").id].copy()
+        yield Gripper("goto", 0.075)
+        yield Move(np.array([tcp[0], tcp[1], max(tcp[2], 0.3)]), topdown(-np.pi / 4), speed=0.5, tol=0.02, rot_tol=0.3)
+    if not resume or lid_angle(world) < OPEN_ANGLE:
+        yield from _open_lid(world, cooker)
+    if not resume or not cup_in_cavity(world):
+        yield from _cup_into_pot(env, cooker, first_grasp_offset, approach_offset)
+    yield from _close_lid(world, cooker)
 
-    # 1. open the lid by its bar, along the hinge arc, up to the stop past vertical
+
+BAR_GRIP = topdown(0.0)  # fingers close along x, across the bar (which runs along y)
+CUP_GRIP = topdown(-np.pi / 4)  # diagonal: the 0.2 m hand fits into the 0.18 m pot only this way
+ABOVE = np.array([0.0, 0.0, 0.08])
+
+
+def _open_lid(world, cooker):
+    """By its bar, along the hinge arc, up to the stop past vertical."""
     yield Gripper("goto", 0.05)
     bar = bar_position(cooker, 0.0)
-    yield Move(bar + above, bar_grip, speed=0.6, tol=0.01)
-    yield Move(bar, bar_grip, speed=0.25)
+    yield Move(bar + ABOVE, BAR_GRIP, speed=0.6, tol=0.01)
+    yield Move(bar, BAR_GRIP, speed=0.25)
     yield Gripper("grasp", 0.016, epsilon=0.01)
     for angle in np.linspace(0.0, LID_STOP, 10)[1:]:
-        yield Move(bar_position(cooker, angle), bar_grip, speed=0.35, tol=0.012, rot_tol=0.1)
+        yield Move(bar_position(cooker, angle), BAR_GRIP, speed=0.35, tol=0.012, rot_tol=0.1)
     yield Gripper("goto", 0.05)
     # Leave upward, along the lid plane: moving toward the robot would push the lid shut.
-    yield Move(bar_position(cooker, LID_STOP) + np.array([0.0, 0, 0.08]), bar_grip, speed=0.3, tol=0.01)
-    # 2. cup into the pot; a missed grasp (the fingers closed on nothing) is re-aimed at where the cup is now
+    yield Move(bar_position(cooker, LID_STOP) + np.array([0.0, 0, 0.08]), BAR_GRIP, speed=0.3, tol=0.01)
+
+
+def _cup_into_pot(env, cooker, first_grasp_offset, approach_offset):
+    """A missed grasp (the fingers closed on nothing) is re-aimed at where the cup is now."""
+    world = env.world
     yield Gripper("goto", 0.075)
     for attempt in range(GRASP_ATTEMPTS):
         aim = world.data.xpos[world.model.body("cup").id].copy()
@@ -140,25 +180,28 @@ def rice_cooker_plan(env, first_grasp_offset: np.ndarray | None = None, approach
             aim = aim + first_grasp_offset
         off_centre = attempt == 0 and approach_offset is not None
         arrival = aim + (approach_offset if off_centre else 0.0)
-        yield Move(arrival + np.array([0, 0, 0.12]), cup_grip, speed=0.6, tol=0.01)
+        yield Move(arrival + np.array([0, 0, 0.12]), CUP_GRIP, speed=0.6, tol=0.01)
         if off_centre:  # steer back while sinking to half height: the correction a policy needs
-            yield Move(aim + np.array([0, 0, 0.06]), cup_grip, speed=0.25, tol=0.004)
-        yield Move(aim + np.array([0, 0, 0.005]), cup_grip, speed=0.25)
+            yield Move(aim + np.array([0, 0, 0.06]), CUP_GRIP, speed=0.25, tol=0.004)
+        yield Move(aim + np.array([0, 0, 0.005]), CUP_GRIP, speed=0.25)
         yield Gripper("grasp", 0.05, epsilon=0.01)
-        yield Move(aim + np.array([0, 0, 0.2]), cup_grip, speed=0.5, tol=0.01)
+        yield Move(aim + np.array([0, 0, 0.2]), CUP_GRIP, speed=0.5, tol=0.01)
         if env.gripper.get_state().width > HOLDING_WIDTH:
             break
         yield Gripper("goto", 0.075)
-    yield Move(cooker + np.array([0, 0, 0.24]), cup_grip, speed=0.5, tol=0.008)
-    yield Move(cooker + np.array([0, 0, 0.085]), cup_grip, speed=0.3, tol=0.006)
+    yield Move(cooker + np.array([0, 0, 0.24]), CUP_GRIP, speed=0.5, tol=0.008)
+    yield Move(cooker + np.array([0, 0, 0.085]), CUP_GRIP, speed=0.3, tol=0.006)
     yield Gripper("goto", 0.075)
-    yield Move(cooker + np.array([0, 0, 0.26]), cup_grip, speed=0.5, tol=0.01)
-    # 3. close: push the bar toward the robot with closed fingers until gravity takes the lid shut
+    yield Move(cooker + np.array([0, 0, 0.26]), CUP_GRIP, speed=0.5, tol=0.01)
+
+
+def _close_lid(world, cooker):
+    """Push the bar toward the robot with closed fingers until gravity takes the lid shut."""
     yield Gripper("goto", 0.0)
     bar = bar_position(cooker, lid_angle(world))
     behind = np.array([0.032, 0.0, 0.0])  # fingers on the far side of the bar
-    yield Move(bar + behind + above, bar_grip, speed=0.5, tol=0.008)
-    yield Move(bar + behind, bar_grip, speed=0.25, tol=0.006)
-    yield Move(bar + np.array([-0.12, 0.0, 0.02]), bar_grip, speed=0.3, tol=0.01)
-    yield Move(bar + np.array([-0.12, 0.0, 0.1]), bar_grip, speed=0.4, tol=0.01)
+    yield Move(bar + behind + ABOVE, BAR_GRIP, speed=0.5, tol=0.008)
+    yield Move(bar + behind, BAR_GRIP, speed=0.25, tol=0.006)
+    yield Move(bar + np.array([-0.12, 0.0, 0.02]), BAR_GRIP, speed=0.3, tol=0.01)
+    yield Move(bar + np.array([-0.12, 0.0, 0.1]), BAR_GRIP, speed=0.4, tol=0.01)
     yield Hold(1.0)

@@ -154,3 +154,25 @@ def test_operator_takeover_replaces_the_policy_and_tags_the_steps(env):
     # On release the policy's old plan is gone: it asks afresh and drives +x again.
     assert any(r.chunk_id >= 0 for r in records[20:]) and records[-1].action[0] == pytest.approx(0.3)
     assert result.stats["intervention_ticks"] == 10
+
+
+def test_expert_takeover_finishes_a_stalled_trial_and_tags_its_steps(env):
+    """Sim DAgger: the policy holds still, so after `stall_s` with no progress the scripted expert takes
+    the arm, plans from the scene as it is, and completes the task; only its steps are tagged."""
+    from robot_client.teleop import ExpertTakeover
+
+    takeover = ExpertTakeover(stall_s=1.0)
+    takeover.start_trial(env)
+    records = []
+    loop = make_loop(env, ScriptedPolicy(action=np.zeros(7)), max_steps=900)
+    loop.takeover, loop.success_check = takeover, env.check_success
+    loop.on_step = lambda record, frames: records.append(record)
+    result = loop.run()
+    tagged = np.array([r.intervention for r in records])
+    first = int(np.argmax(tagged))
+    assert result.success and result.reason == "success"
+    assert "no progress for 1 s (next: lid opened)" in takeover.reason
+    assert 14 <= first <= 17 and tagged[first:].all()  # 1 s at 15 Hz, then the expert to the end
+    assert all(r.chunk_id >= 0 for r in records[3:first])  # the policy drove until then
+    with pytest.raises(ValueError, match="--robot sim"):
+        ExpertTakeover().start_trial(None)

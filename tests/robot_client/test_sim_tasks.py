@@ -98,3 +98,19 @@ def test_rice_cooker_expert_steers_back_from_an_off_centre_approach():
     assert off[-1, 1] < 0.008 and plain[-1, 1] < 0.008  # the grasp
     with SimEnv("rice_cooker", seed=0, camera_names=()) as env, pytest.raises(ValueError, match="off_centre_prob"):
         env.task.expert(env, off_centre_prob=-0.1)
+
+
+def _off_course_calls(**expert_options) -> list[str]:
+    """What `RiceCookerTask.off_course` says during an expert demo (seed 0), tick by tick."""
+    with SimEnv("rice_cooker", seed=0, camera_names=()) as env:
+        calls = []
+        env.task.expert(env, **expert_options).run(on_step=lambda *_: calls.append(env.task.off_course(env)))
+    return [c for c in calls if c]
+
+
+def test_rice_cooker_off_course_flags_a_missed_grasp_and_not_the_expert():
+    """The expert-takeover watchdog: silent over a whole plain demo (lid bar grasps included), and it
+    flags a first grasp aimed 2.5-4 cm off before the fingers close on nothing."""
+    assert _off_course_calls() == []
+    missed = _off_course_calls(practice_miss_prob=1.0)
+    assert missed and "off the cup" in missed[0]

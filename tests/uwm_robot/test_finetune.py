@@ -161,6 +161,18 @@ def test_video_only_episodes_only_train_the_video_half(demo_root, init_ckpt, tmp
     assert all_video["action_loss"] == 0.0 and all_video["loss"] == pytest.approx(all_video["dynamics_loss"])
 
 
+def test_takeover_episodes_label_the_policy_only_with_the_operators_steps(init_ckpt, tmp_path):
+    """DAgger (HG-DAgger's rule): in an episode where an operator took the arm at step 10, the policy's
+    own steps before it train the video half only; windows whose 16 actions are all the operator's train both."""
+    path = write_synthetic_episode(tmp_path / "dagger", n_steps=24, camera_shapes=SHAPES, save_raw_frames=True,
+                                   no_action_steps=0, takeover_from=10)
+    episodes, normalizer = load_training_data([path], CFG)
+    assert np.isnan(episodes[0].actions[:10]).all() and np.isfinite(episodes[0].actions[10:]).all()
+    latents = cached_latents(load_checkpoint(init_ckpt).model, CFG, episodes, tmp_path / "cache.pt", torch.device("cpu"))
+    mask = WindowDataset(episodes, latents, CFG, normalizer).batch(np.arange(24))["action_mask"]
+    assert mask.tolist() == [start + 1 >= 10 for start in range(-1, 23)]  # a window's actions: start+1 ...
+
+
 def test_finetuned_checkpoint_round_trips_through_the_server(demo_root, init_ckpt, tmp_path):
     from policy_server.local import random_observation
     from uwm_robot.client import PolicyClient
