@@ -172,7 +172,8 @@ def cached_latents(model, cfg: ModelConfig, episodes: list[TrainingEpisode], cac
         stored = torch.load(cache_path, map_location="cpu", weights_only=True)
         if stored.get("fingerprint") == fingerprint:
             cache = stored["latents"]
-    todo = [ep for ep in episodes if episode_key(ep) not in cache]
+    # by key: an episode listed twice (a root given twice to weight it) is encoded once
+    todo = list({episode_key(ep): ep for ep in episodes if episode_key(ep) not in cache}.values())
 
     def save() -> None:
         cache_path.parent.mkdir(parents=True, exist_ok=True)

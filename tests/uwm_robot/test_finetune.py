@@ -93,6 +93,17 @@ def test_an_interrupted_latent_pass_keeps_what_it_encoded(demo_root, init_ckpt, 
     torch.testing.assert_close(full[first][0], kept[first][0])
 
 
+def test_a_root_given_twice_weights_its_episodes_and_encodes_them_once(demo_root, init_ckpt, tmp_path):
+    once, _ = load_training_data([demo_root], CFG)
+    twice, normalizer = load_training_data([demo_root, demo_root], CFG)
+    assert len(twice) == 2 * len(once)
+    encoded = []
+    latents = cached_latents(load_checkpoint(init_ckpt).model, CFG, twice, tmp_path / "cache.pt", torch.device("cpu"),
+                             progress=lambda eps: (encoded.append(e.path.name) or e for e in eps))
+    assert sorted(encoded) == sorted(e.path.name for e in once)
+    assert len(WindowDataset(twice, latents, CFG, normalizer)) == 2 * len(WindowDataset(once, latents, CFG, normalizer))
+
+
 def fixed_loss(model, data) -> float:
     """The loss on fixed batches and fixed noise (eval mode: centre crop), averaged."""
     model.eval()
