@@ -150,10 +150,17 @@ def run_sim_trial(spec: TrialSpec, policy, metadata: dict, settings: ClientSetti
             check = env.success
             recorder.finish(success=result.success, decided_by="sim_check", reason=result.reason, stats=result.stats,
                             extra={"task_progress": {"stage": check.stage, "stages": list(check.stages),
-                                                     "reached": list(check.stages[:check.stage])}})
+                                                     "reached": list(check.stages[:check.stage])},
+                                   **expert_takeover_meta(takeover)})
         return result
     finally:
         env.close()
+
+
+def expert_takeover_meta(takeover) -> dict:
+    """When and why the sim's expert took the arm (meta.json), so DAgger data can be sorted by cause."""
+    reason = getattr(takeover, "reason", None)
+    return {"expert_takeover": {"t": takeover.taken_at_s, "reason": reason}} if reason else {}
 
 
 class OperatorLabel:

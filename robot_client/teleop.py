@@ -479,9 +479,10 @@ class ExpertTakeover:
         if stall_s <= 0:
             raise ValueError(f"stall_s must be > 0 s, got {stall_s}")
         self.stall_s = stall_s
-        self.device = ExpertDevice()
+        self.device = ExpertDevice(resume=True)
         self.env = None
         self.reason: str | None = None  # why the expert took over (None: the policy kept the arm)
+        self.taken_at_s: float | None = None
 
     @property
     def active(self) -> bool:
@@ -493,7 +494,7 @@ class ExpertTakeover:
     def start_trial(self, env) -> None:
         if env is None:
             raise ValueError("the expert takeover needs the sim (--robot sim): it plans from the simulator's state")
-        self.env, self.reason = env, None
+        self.env, self.reason, self.taken_at_s = env, None, None
         self._stage, self._stage_since = env.success.stage, env.clock.now()
 
     def action(self) -> np.ndarray | None:
@@ -503,8 +504,8 @@ class ExpertTakeover:
             self.reason = self._why_take_over()
             if self.reason is None:
                 return None
-            log.warning("expert takes the arm at t=%.1f s: %s", self.env.clock.now(), self.reason)
-            self.device.expert_options = {"resume": True}
+            self.taken_at_s = self.env.clock.now()
+            log.warning("expert takes the arm at t=%.1f s: %s", self.taken_at_s, self.reason)
             self.device.reset(self.env)
         return self.device.action()
 
@@ -514,5 +515,5 @@ class ExpertTakeover:
             self._stage, self._stage_since = stage, now
         if now - self._stage_since > self.stall_s:
             stages = self.env.success.stages
-            return f"no progress for {self.stall_s:.0f} s (next: {stages[stage] if stage < len(stages) else 'success'})"
+            return f"no progress for {self.stall_s:g} s (next: {stages[stage] if stage < len(stages) else 'success'})"
         return self.env.task.off_course(self.env)

@@ -41,3 +41,33 @@ def test_missing_checkpoint_is_a_clear_error(tmp_path):
     )
     assert proc.returncode == 2
     assert "no policy checkpoint at" in proc.stderr and "uwm_robot init" in proc.stderr
+
+
+def test_expert_takeover_records_dagger_data(tiny_checkpoint, tmp_path):
+    """`--takeover expert`: the untrained policy stalls, the sim's expert takes the arm after 1 s and
+    finishes the task; the episode says when and why, and tags only the expert's steps."""
+    out = tmp_path / "dagger"
+    proc = subprocess.run(
+        [sys.executable, "-m", "robot_client.cli", "run", "--task", "rice_cooker", "--checkpoint", str(tiny_checkpoint),
+         "--max-steps", "700", "--out", str(out), "--seed", "3", "--takeover", "expert", "--takeover-stall-s", "1"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    ep = load_episode(out / "trial_000", load_chunks=False)
+    meta = ep.meta
+    assert meta["outcome"]["success"] is True and meta["outcome"]["reason"] == "success"
+    taken = meta["expert_takeover"]
+    assert taken["reason"] == "no progress for 1 s (next: lid opened)" and 1.0 < taken["t"] < 1.2
+    tagged = ep.steps["intervention"].astype(bool)
+    first = int(tagged.argmax())
+    assert tagged[first:].all() and not tagged[:first].any() and first == round(taken["t"] * 15)
+    assert meta["intervention_steps"] == meta["num_steps"] - first
+
+
+def test_expert_takeover_is_refused_on_the_real_arm(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "robot_client.cli", "run", "--robot", "franka", "--takeover", "expert",
+         "--checkpoint", str(tmp_path / "nope")],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode != 0 and "--takeover expert plans from the simulator's state" in proc.stderr
