@@ -143,7 +143,7 @@ def rice_cooker_plan(env, first_grasp_offset: np.ndarray | None = None, approach
         # Clear of whatever the hand is near (or holds) before travelling: open, then up.
         tcp = world.data.site_xpos[world.model.site("tcp").id].copy()
         yield Gripper("goto", 0.075)
-        yield Move(np.array([tcp[0], tcp[1], max(tcp[2], 0.3)]), topdown(-np.pi / 4), speed=0.5, tol=0.02, rot_tol=0.3)
+        yield Move(np.array([tcp[0], tcp[1], max(tcp[2], 0.3)]), CUP_GRIP, speed=0.5, tol=0.02, rot_tol=0.3)
     if not resume or lid_angle(world) < OPEN_ANGLE:
         yield from _open_lid(world, cooker)
     if not resume or not cup_in_cavity(world):
