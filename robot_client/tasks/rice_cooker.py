@@ -38,8 +38,17 @@ def cup_in_cavity(world) -> bool:
     site = world.model.site("cavity")
     centre = world.data.site_xpos[site.id]
     rot = world.data.site_xmat[site.id].reshape(3, 3)
-    local = rot.T @ (world.data.xpos[world.model.body("cup").id] - centre)
+    local = rot.T @ (cup_position(world) - centre)
     return bool(np.all(np.abs(local) <= site.size))
+
+
+def tcp_position(world) -> np.ndarray:
+    """The fingertip centre (the panda's `tcp` site), world frame."""
+    return world.data.site_xpos[world.model.site("tcp").id].copy()
+
+
+def cup_position(world) -> np.ndarray:
+    return world.data.xpos[world.model.body("cup").id].copy()
 
 
 def bar_position(cooker_pos: np.ndarray, angle: float) -> np.ndarray:
@@ -94,8 +103,7 @@ class RiceCookerTask(Task):
         fingertip lands on the rim; arriving off centre and steering back is fine above half height),
         or, once the lid is open, fingers closed on nothing away from the lid's bar."""
         world = env.world
-        tcp = world.data.site_xpos[world.model.site("tcp").id]
-        cup = world.data.xpos[world.model.body("cup").id]
+        tcp, cup = tcp_position(world), cup_position(world)
         offset = float(np.linalg.norm(tcp[:2] - cup[:2]))
         width = env.gripper.get_state().width
         if width > 0.06 and tcp[2] < cup[2] + 0.06 and OFF_CENTRE_LIMIT < offset < 0.08:
@@ -131,6 +139,7 @@ class RiceCookerTask(Task):
 
 GRASP_ATTEMPTS = 3
 OFF_CENTRE_LIMIT = 0.012  # m: the open fingers (7.5 cm, diagonal) still close around the 5 cm cup
+CUP_OPEN_WIDTH = 0.075  # m: fingers open around the 5 cm cup, with room for the diagonal approach
 HOLDING_WIDTH = 0.03  # m: the fingers stop at the 5 cm cup; an empty grasp closes below this
 
 
@@ -141,8 +150,8 @@ def rice_cooker_plan(env, first_grasp_offset: np.ndarray | None = None, approach
     cooker = world.model.body_pos[world.model.body("cooker").id].copy()
     if resume:
         # Clear of whatever the hand is near (or holds) before travelling: open, then up.
-        tcp = world.data.site_xpos[world.model.site("tcp").id].copy()
-        yield Gripper("goto", 0.075)
+        tcp = tcp_position(world)
+        yield Gripper("goto", CUP_OPEN_WIDTH)
         yield Move(np.array([tcp[0], tcp[1], max(tcp[2], 0.3)]), CUP_GRIP, speed=0.5, tol=0.02, rot_tol=0.3)
     if not resume or lid_angle(world) < OPEN_ANGLE:
         yield from _open_lid(world, cooker)
@@ -167,15 +176,15 @@ def _open_lid(world, cooker):
         yield Move(bar_position(cooker, angle), BAR_GRIP, speed=0.35, tol=0.012, rot_tol=0.1)
     yield Gripper("goto", 0.05)
     # Leave upward, along the lid plane: moving toward the robot would push the lid shut.
-    yield Move(bar_position(cooker, LID_STOP) + np.array([0.0, 0, 0.08]), BAR_GRIP, speed=0.3, tol=0.01)
+    yield Move(bar_position(cooker, LID_STOP) + ABOVE, BAR_GRIP, speed=0.3, tol=0.01)
 
 
 def _cup_into_pot(env, cooker, first_grasp_offset, approach_offset):
     """A missed grasp (the fingers closed on nothing) is re-aimed at where the cup is now."""
     world = env.world
-    yield Gripper("goto", 0.075)
+    yield Gripper("goto", CUP_OPEN_WIDTH)
     for attempt in range(GRASP_ATTEMPTS):
-        aim = world.data.xpos[world.model.body("cup").id].copy()
+        aim = cup_position(world)
         if attempt == 0 and first_grasp_offset is not None:
             aim = aim + first_grasp_offset
         off_centre = attempt == 0 and approach_offset is not None
@@ -188,10 +197,10 @@ def _cup_into_pot(env, cooker, first_grasp_offset, approach_offset):
         yield Move(aim + np.array([0, 0, 0.2]), CUP_GRIP, speed=0.5, tol=0.01)
         if env.gripper.get_state().width > HOLDING_WIDTH:
             break
-        yield Gripper("goto", 0.075)
+        yield Gripper("goto", CUP_OPEN_WIDTH)
     yield Move(cooker + np.array([0, 0, 0.24]), CUP_GRIP, speed=0.5, tol=0.008)
     yield Move(cooker + np.array([0, 0, 0.085]), CUP_GRIP, speed=0.3, tol=0.006)
-    yield Gripper("goto", 0.075)
+    yield Gripper("goto", CUP_OPEN_WIDTH)
     yield Move(cooker + np.array([0, 0, 0.26]), CUP_GRIP, speed=0.5, tol=0.01)
 
 
