@@ -141,6 +141,8 @@ GRASP_ATTEMPTS = 3
 OFF_CENTRE_LIMIT = 0.012  # m: the open fingers (7.5 cm, diagonal) still close around the 5 cm cup
 CUP_OPEN_WIDTH = 0.075  # m: fingers open around the 5 cm cup, with room for the diagonal approach
 HOLDING_WIDTH = 0.03  # m: the fingers stop at the 5 cm cup; an empty grasp closes below this
+EMPTY_WIDTH = 0.008  # m: fingers closed on nothing (the lid's bar holds them 1.6 cm apart)
+CUP_WIDTH, BAR_WIDTH = 0.05, 0.016
 
 
 def rice_cooker_plan(env, first_grasp_offset: np.ndarray | None = None, approach_offset: np.ndarray | None = None,
@@ -148,16 +150,32 @@ def rice_cooker_plan(env, first_grasp_offset: np.ndarray | None = None, approach
     """The whole task; `resume`: only the stages the scene still needs (an expert taking over mid-trial)."""
     world = env.world
     cooker = world.model.body_pos[world.model.body("cooker").id].copy()
-    if resume:
-        # Clear of whatever the hand is near (or holds) before travelling: open, then up.
+    held = held_object(env) if resume else None
+    if resume and held is None:
+        # Clear of whatever the hand is near before travelling: open, then up.
         tcp = tcp_position(world)
         yield Gripper("goto", CUP_OPEN_WIDTH)
         yield Move(np.array([tcp[0], tcp[1], max(tcp[2], 0.3)]), CUP_GRIP, speed=0.5, tol=0.02, rot_tol=0.3)
     if not resume or lid_angle(world) < OPEN_ANGLE:
-        yield from _open_lid(world, cooker)
+        yield from _open_lid(world, cooker, holding_bar=held == "bar")
     if not resume or not cup_in_cavity(world):
-        yield from _cup_into_pot(env, cooker, first_grasp_offset, approach_offset)
+        yield from _cup_into_pot(env, cooker, first_grasp_offset, approach_offset, holding_cup=held == "cup")
     yield from _close_lid(world, cooker)
+
+
+def held_object(env) -> str | None:
+    """What the fingers hold that the plan can carry on with: "bar" (the lid's handle, mid-pull) or "cup"
+    (with the lid open). An expert taking over keeps such a grip: releasing it would label the policy's
+    slow pull or carry with "let go"."""
+    world = env.world
+    cooker = world.model.body_pos[world.model.body("cooker").id]
+    tcp, width, angle = tcp_position(world), env.gripper.get_state().width, lid_angle(world)
+    on_bar = np.linalg.norm(tcp - bar_position(cooker, angle)) < 0.02
+    if angle < OPEN_ANGLE and EMPTY_WIDTH < width < HOLDING_WIDTH and on_bar:
+        return "bar"
+    if angle >= OPEN_ANGLE and HOLDING_WIDTH < width < 0.06 and np.linalg.norm(tcp - cup_position(world)) < 0.03:
+        return "cup"
+    return None
 
 
 BAR_GRIP = topdown(0.0)  # fingers close along x, across the bar (which runs along y)
@@ -165,22 +183,38 @@ CUP_GRIP = topdown(-np.pi / 4)  # diagonal: the 0.2 m hand fits into the 0.18 m 
 ABOVE = np.array([0.0, 0.0, 0.08])
 
 
-def _open_lid(world, cooker):
-    """By its bar, along the hinge arc, up to the stop past vertical."""
-    yield Gripper("goto", 0.05)
-    bar = bar_position(cooker, 0.0)
-    yield Move(bar + ABOVE, BAR_GRIP, speed=0.6, tol=0.01)
-    yield Move(bar, BAR_GRIP, speed=0.25)
-    yield Gripper("grasp", 0.016, epsilon=0.01)
-    for angle in np.linspace(0.0, LID_STOP, 10)[1:]:
+def _open_lid(world, cooker, holding_bar: bool = False):
+    """By its bar, along the hinge arc, up to the stop past vertical; `holding_bar`: pull on from where the lid is."""
+    if not holding_bar:
+        yield Gripper("goto", 0.05)
+        bar = bar_position(cooker, 0.0)
+        yield Move(bar + ABOVE, BAR_GRIP, speed=0.6, tol=0.01)
+        yield Move(bar, BAR_GRIP, speed=0.25)
+    yield Gripper("grasp", BAR_WIDTH, epsilon=0.01)  # holding: re-asserted, as the takeover's command starts open
+    for angle in np.linspace(lid_angle(world) if holding_bar else 0.0, LID_STOP, 10)[1:]:
         yield Move(bar_position(cooker, angle), BAR_GRIP, speed=0.35, tol=0.012, rot_tol=0.1)
     yield Gripper("goto", 0.05)
     # Leave upward, along the lid plane: moving toward the robot would push the lid shut.
     yield Move(bar_position(cooker, LID_STOP) + ABOVE, BAR_GRIP, speed=0.3, tol=0.01)
 
 
-def _cup_into_pot(env, cooker, first_grasp_offset, approach_offset):
-    """A missed grasp (the fingers closed on nothing) is re-aimed at where the cup is now."""
+def _cup_into_pot(env, cooker, first_grasp_offset, approach_offset, holding_cup: bool = False):
+    """A missed grasp (the fingers closed on nothing) is re-aimed at where the cup is now; `holding_cup`:
+    keep the grip, lift, and carry on."""
+    world = env.world
+    if holding_cup:
+        yield Gripper("grasp", CUP_WIDTH, epsilon=0.01)
+        tcp = tcp_position(world)
+        yield Move(np.array([tcp[0], tcp[1], max(tcp[2], 0.2 + CUP_HALF_HEIGHT)]), CUP_GRIP, speed=0.5, tol=0.01)
+    else:
+        yield from _grasp_cup(env, first_grasp_offset, approach_offset)
+    yield Move(cooker + np.array([0, 0, 0.24]), CUP_GRIP, speed=0.5, tol=0.008)
+    yield Move(cooker + np.array([0, 0, 0.085]), CUP_GRIP, speed=0.3, tol=0.006)
+    yield Gripper("goto", CUP_OPEN_WIDTH)
+    yield Move(cooker + np.array([0, 0, 0.26]), CUP_GRIP, speed=0.5, tol=0.01)
+
+
+def _grasp_cup(env, first_grasp_offset, approach_offset):
     world = env.world
     yield Gripper("goto", CUP_OPEN_WIDTH)
     for attempt in range(GRASP_ATTEMPTS):
@@ -193,15 +227,11 @@ def _cup_into_pot(env, cooker, first_grasp_offset, approach_offset):
         if off_centre:  # steer back while sinking to half height: the correction a policy needs
             yield Move(aim + np.array([0, 0, 0.06]), CUP_GRIP, speed=0.25, tol=0.004)
         yield Move(aim + np.array([0, 0, 0.005]), CUP_GRIP, speed=0.25)
-        yield Gripper("grasp", 0.05, epsilon=0.01)
+        yield Gripper("grasp", CUP_WIDTH, epsilon=0.01)
         yield Move(aim + np.array([0, 0, 0.2]), CUP_GRIP, speed=0.5, tol=0.01)
         if env.gripper.get_state().width > HOLDING_WIDTH:
             break
         yield Gripper("goto", CUP_OPEN_WIDTH)
-    yield Move(cooker + np.array([0, 0, 0.24]), CUP_GRIP, speed=0.5, tol=0.008)
-    yield Move(cooker + np.array([0, 0, 0.085]), CUP_GRIP, speed=0.3, tol=0.006)
-    yield Gripper("goto", CUP_OPEN_WIDTH)
-    yield Move(cooker + np.array([0, 0, 0.26]), CUP_GRIP, speed=0.5, tol=0.01)
 
 
 def _close_lid(world, cooker):

@@ -114,3 +114,39 @@ def test_rice_cooker_off_course_flags_a_missed_grasp_and_not_the_expert():
     assert _off_course_calls() == []
     missed = _off_course_calls(practice_miss_prob=1.0)
     assert missed and "off the cup" in missed[0]
+
+
+def _take_over_when(condition):
+    """The plain expert (seed 1) until `condition(env)`, then an expert resuming from that scene, as
+    `--takeover expert` does: what it found held, and per tick (lid angle, width, cup in the pot)."""
+    from robot_client.tasks.rice_cooker import cup_in_cavity, held_object, lid_angle
+
+    with SimEnv("rice_cooker", seed=1, camera_names=()) as env:
+        assert held_object(env) is None
+        expert, dt = env.task.expert(env), 1.0 / env.task.control_hz
+        while not condition(env):
+            expert.step()
+            env.clock.sleep(dt)
+        held, ticks = held_object(env), []
+        record = lambda *_: ticks.append((lid_angle(env.world), env.gripper.get_state().width, cup_in_cavity(env.world)))  # noqa: E731
+        result = env.task.expert(env, resume=True).run(on_step=record)
+    return held, np.array(ticks, dtype=float), result.success
+
+
+def test_a_taking_over_expert_keeps_the_grip_on_the_lid_bar_and_pulls_on():
+    """Mid-pull (lid at 0.4 rad): letting go would label the policy's slow pull with "release"."""
+    from robot_client.tasks.rice_cooker import HOLDING_WIDTH, OPEN_ANGLE, lid_angle
+
+    held, ticks, success = _take_over_when(lambda env: lid_angle(env.world) > 0.4)
+    assert held == "bar" and success
+    pulling = ticks[: int(np.argmax(ticks[:, 0] > OPEN_ANGLE))]
+    assert len(pulling) > 0 and pulling[:, 1].max() < HOLDING_WIDTH
+
+
+def test_a_taking_over_expert_carries_a_held_cup_on_into_the_pot():
+    from robot_client.tasks.rice_cooker import HOLDING_WIDTH, cup_position
+
+    held, ticks, success = _take_over_when(lambda env: cup_position(env.world)[2] > 0.1)
+    assert held == "cup" and success
+    carrying = ticks[: int(np.argmax(ticks[:, 2]))]
+    assert len(carrying) > 0 and carrying[:, 1].min() > HOLDING_WIDTH
