@@ -30,16 +30,21 @@ def _common_policy_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--operator", default="", help="who ran the trials (stored with each episode)")
     p.add_argument("--execute-k", type=int, default=None,
                    help="actions executed per 16-action chunk before the next takes over (default from config)")
+    p.add_argument("--inpaint", action="store_true",
+                   help="ask for chunks inpainted on the actions still in flight (control.inpaint; RTC-style)")
 
 
 def _policy_settings(args: argparse.Namespace):
     """The settings file with this command line's overrides applied."""
     settings = load_settings(args.config)
-    if args.execute_k is None:
-        return settings
-    if not 1 <= args.execute_k <= 16:
-        raise SystemExit(f"--execute-k must be in 1..16 (actions of a 16-action chunk), got {args.execute_k}")
-    return dataclasses.replace(settings, control=dataclasses.replace(settings.control, execute_k=args.execute_k))
+    control = settings.control
+    if args.execute_k is not None:
+        if not 1 <= args.execute_k <= 16:
+            raise SystemExit(f"--execute-k must be in 1..16 (actions of a 16-action chunk), got {args.execute_k}")
+        control = dataclasses.replace(control, execute_k=args.execute_k)
+    if args.inpaint:
+        control = dataclasses.replace(control, inpaint=True)
+    return dataclasses.replace(settings, control=control)
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -21,15 +21,18 @@ def run_eval(ckpt, out, *extra):
 
 def test_eval_reports_resumes_and_reruns_unfinished_trials(tiny_checkpoint, tmp_path):
     out = tmp_path / "eval"
-    first = run_eval(tiny_checkpoint, out, "--execute-k", "5")
+    first = run_eval(tiny_checkpoint, out, "--execute-k", "5", "--inpaint")
     assert first.count("[eval] rice_cooker") == 4
     for cond in ("ID", "C1"):
         for i in range(2):
             trial = out / "rice_cooker" / cond / f"trial_{i:03d}"
             meta = json.loads((trial / "meta.json").read_text())
             assert meta["status"] == "finished" and meta["condition"] == cond and meta["seed"] == i
-            # The override reached the loop (and is recorded): 12 ticks of 5-action windows need >= 3 chunks.
+            # The overrides reached the loop (and is recorded): 12 ticks of 5-action windows need >= 3 chunks.
             assert meta["control"]["execute_k"] == 5 and meta["control"]["sim_latency_s"] == 0.2
+            assert meta["control"]["inpaint"] is True
+            chunks = [json.loads(line) for line in (trial / "chunks.jsonl").read_text().splitlines()]
+            assert all(c["meta"]["inpainted_rows"] > 0 for c in chunks[1:])  # each on the one in flight
             assert meta["num_chunks"] >= 3
     report = (out / "report.md").read_text()
     assert "rice_cooker" in report and "C1" in report and "0/2" in report
