@@ -28,7 +28,7 @@ def test_eval_reports_resumes_and_reruns_unfinished_trials(tiny_checkpoint, tmp_
             trial = out / "rice_cooker" / cond / f"trial_{i:03d}"
             meta = json.loads((trial / "meta.json").read_text())
             assert meta["status"] == "finished" and meta["condition"] == cond and meta["seed"] == i
-            # The overrides reached the loop (and is recorded): 12 ticks of 5-action windows need >= 3 chunks.
+            # The overrides reached the loop (and are recorded): 12 ticks of 5-action windows need >= 3 chunks.
             assert meta["control"]["execute_k"] == 5 and meta["control"]["sim_latency_s"] == 0.2
             assert meta["control"]["inpaint"] is True
             chunks = [json.loads(line) for line in (trial / "chunks.jsonl").read_text().splitlines()]
