@@ -51,6 +51,10 @@ def cup_position(world) -> np.ndarray:
     return world.data.xpos[world.model.body("cup").id].copy()
 
 
+def cooker_position(world) -> np.ndarray:
+    return world.model.body_pos[world.model.body("cooker").id].copy()
+
+
 def bar_position(cooker_pos: np.ndarray, angle: float) -> np.ndarray:
     """World position of the handle bar when the lid is at `angle` (hinge axis +y)."""
     c, s = np.cos(angle), np.sin(angle)
@@ -106,9 +110,9 @@ class RiceCookerTask(Task):
         tcp, cup = tcp_position(world), cup_position(world)
         offset = float(np.linalg.norm(tcp[:2] - cup[:2]))
         width = env.gripper.get_state().width
-        if width > 0.06 and tcp[2] < cup[2] + 0.06 and OFF_CENTRE_LIMIT < offset < 0.08:
+        if width > OPEN_HAND_WIDTH and tcp[2] < cup[2] + 0.06 and OFF_CENTRE_LIMIT < offset < 0.08:
             return f"hand {offset * 100:.1f} cm off the cup at {tcp[2] - cup[2]:.2f} m above it"
-        cooker = world.model.body_pos[world.model.body("cooker").id]
+        cooker = cooker_position(world)
         from_bar = float(np.linalg.norm(tcp - bar_position(cooker, lid_angle(world))))
         if env.success.stage >= 1 and width < HOLDING_WIDTH and from_bar > 0.1 and not cup_in_cavity(world):
             return f"fingers closed on nothing ({width * 100:.1f} cm apart, the cup is 5 cm)"
@@ -141,6 +145,7 @@ GRASP_ATTEMPTS = 3
 OFF_CENTRE_LIMIT = 0.012  # m: the open fingers (7.5 cm, diagonal) still close around the 5 cm cup
 CUP_OPEN_WIDTH = 0.075  # m: fingers open around the 5 cm cup, with room for the diagonal approach
 HOLDING_WIDTH = 0.03  # m: the fingers stop at the 5 cm cup; an empty grasp closes below this
+OPEN_HAND_WIDTH = 0.06  # m: wider than the held cup: the hand is open
 EMPTY_WIDTH = 0.008  # m: fingers closed on nothing (the lid's bar holds them 1.6 cm apart)
 CUP_WIDTH, BAR_WIDTH = 0.05, 0.016
 
@@ -149,7 +154,7 @@ def rice_cooker_plan(env, first_grasp_offset: np.ndarray | None = None, approach
                      resume: bool = False):
     """The whole task; `resume`: only the stages the scene still needs (an expert taking over mid-trial)."""
     world = env.world
-    cooker = world.model.body_pos[world.model.body("cooker").id].copy()
+    cooker = cooker_position(world)
     held = held_object(env) if resume else None
     if resume and held is None:
         # Clear of whatever the hand is near before travelling: open, then up.
@@ -168,12 +173,12 @@ def held_object(env) -> str | None:
     (with the lid open). An expert taking over keeps such a grip: releasing it would label the policy's
     slow pull or carry with "let go"."""
     world = env.world
-    cooker = world.model.body_pos[world.model.body("cooker").id]
     tcp, width, angle = tcp_position(world), env.gripper.get_state().width, lid_angle(world)
-    on_bar = np.linalg.norm(tcp - bar_position(cooker, angle)) < 0.02
+    on_bar = np.linalg.norm(tcp - bar_position(cooker_position(world), angle)) < 0.02
     if angle < OPEN_ANGLE and EMPTY_WIDTH < width < HOLDING_WIDTH and on_bar:
         return "bar"
-    if angle >= OPEN_ANGLE and HOLDING_WIDTH < width < 0.06 and np.linalg.norm(tcp - cup_position(world)) < 0.03:
+    on_cup = np.linalg.norm(tcp - cup_position(world)) < 0.03
+    if angle >= OPEN_ANGLE and HOLDING_WIDTH < width < OPEN_HAND_WIDTH and on_cup:
         return "cup"
     return None
 
