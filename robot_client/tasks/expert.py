@@ -63,6 +63,7 @@ class Move:
     tol: float = 0.004  # m
     rot_tol: float = 0.03  # rad
     timeout_s: float = 8.0
+    via: bool = False  # a waypoint passed through at full `speed` (no slowing down on the way in)
 
 
 @dataclass
@@ -116,14 +117,15 @@ class ScriptedExpert:
         elif isinstance(self.segment, Move):
             self._goal = link8_pose_from_tcp(self.segment.tcp_pos, self.segment.hand_rot)
 
-    def _action_towards_goal(self, speed: float) -> tuple[DroidAction, float, float]:
+    def _action_towards_goal(self, speed: float, via: bool = False) -> tuple[DroidAction, float, float]:
         q = self.robot.get_joint_positions().numpy().astype(float)
         pos, rot = self.ik.kin.pose_matrix(q)
         goal_pos, goal_rot = self._goal
         lin = (goal_pos - pos) / MAX_LIN_STEP
         ang = rotation_error(goal_rot, rot) / MAX_ROT_STEP
         pos_err, rot_err = np.linalg.norm(goal_pos - pos), np.linalg.norm(ang) * MAX_ROT_STEP
-        lin *= min(1.0, speed / max(np.linalg.norm(lin), 1e-12))
+        lin_scale = speed / max(np.linalg.norm(lin), 1e-12)
+        lin *= lin_scale if via else min(1.0, lin_scale)
         ang *= min(1.0, speed / max(np.linalg.norm(ang), 1e-12))
         delta_rot = Rotation.from_rotvec(ang * MAX_ROT_STEP)
         target_pos = pos + lin * MAX_LIN_STEP
@@ -150,7 +152,7 @@ class ScriptedExpert:
         seg = self.segment
         elapsed = self.clock.now() - self._segment_start
         if isinstance(seg, Move):
-            action, pos_err, rot_err = self._action_towards_goal(seg.speed)
+            action, pos_err, rot_err = self._action_towards_goal(seg.speed, seg.via)
             if (pos_err <= seg.tol and rot_err <= seg.rot_tol) or elapsed > seg.timeout_s:
                 self._next_segment()
             return action

@@ -186,6 +186,7 @@ def held_object(env) -> str | None:
 BAR_GRIP = topdown(0.0)  # fingers close along x, across the bar (which runs along y)
 CUP_GRIP = topdown(-np.pi / 4)  # diagonal: the 0.2 m hand fits into the 0.18 m pot only this way
 ABOVE = np.array([0.0, 0.0, 0.08])
+SETTLE = np.array([0.0, 0.0, 0.02])
 
 
 def _open_lid(world, cooker, holding_bar: bool = False):
@@ -194,10 +195,11 @@ def _open_lid(world, cooker, holding_bar: bool = False):
         yield Gripper("goto", 0.05)
         bar = bar_position(cooker, 0.0)
         yield Move(bar + ABOVE, BAR_GRIP, speed=0.6, tol=0.01)
-        yield Move(bar, BAR_GRIP, speed=0.25)
+        yield Move(bar + SETTLE, BAR_GRIP, speed=0.25, tol=0.006)
+        yield Move(bar, BAR_GRIP, speed=0.08, tol=0.002)
     yield Gripper("grasp", BAR_WIDTH, epsilon=0.01)  # holding: re-asserted, as the takeover's command starts open
     for angle in np.linspace(lid_angle(world) if holding_bar else 0.0, LID_STOP, 10)[1:]:
-        yield Move(bar_position(cooker, angle), BAR_GRIP, speed=0.35, tol=0.012, rot_tol=0.1)
+        yield Move(bar_position(cooker, angle), BAR_GRIP, speed=0.35, tol=0.012, rot_tol=0.1, via=angle < OPEN_ANGLE)
     yield Gripper("goto", 0.05)
     # Leave upward, along the lid plane: moving toward the robot would push the lid shut.
     yield Move(bar_position(cooker, LID_STOP) + ABOVE, BAR_GRIP, speed=0.3, tol=0.01)
@@ -244,7 +246,7 @@ def _close_lid(world, cooker):
     yield Gripper("goto", 0.0)
     bar = bar_position(cooker, lid_angle(world))
     behind = np.array([0.032, 0.0, 0.0])  # fingers on the far side of the bar
-    yield Move(bar + behind + ABOVE, BAR_GRIP, speed=0.5, tol=0.008)
+    yield Move(bar + behind + 0.5 * ABOVE, BAR_GRIP, speed=0.5, tol=0.008)
     yield Move(bar + behind, BAR_GRIP, speed=0.25, tol=0.006)
     yield Move(bar + np.array([-0.12, 0.0, 0.02]), BAR_GRIP, speed=0.3, tol=0.01)
     yield Move(bar + np.array([-0.12, 0.0, 0.1]), BAR_GRIP, speed=0.4, tol=0.01)

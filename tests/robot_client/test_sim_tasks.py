@@ -150,3 +150,29 @@ def test_a_taking_over_expert_carries_a_held_cup_on_into_the_pot():
     assert held == "cup" and success
     carrying = ticks[: int(np.argmax(ticks[:, 2]))]
     assert len(carrying) > 0 and carrying[:, 1].min() > HOLDING_WIDTH
+
+
+def test_rice_cooker_expert_closes_on_the_bar_at_rest_and_pulls_it_at_an_even_pace():
+    """A policy copies the demo's labels, not its intent: the fingers close with the hand already at the
+    bar and still (no upward correction to copy, which lifts a hand that arrived high off the bar), and
+    the pull runs at one speed up to the open angle (no slowing at each waypoint, copied as pauses)."""
+    from robot_client.tasks.rice_cooker import (BAR_WIDTH, OPEN_ANGLE, bar_position, cooker_position, lid_angle,
+                                                tcp_position)
+
+    rows = []  # per tick: tcp height above the bar's centre, commanded speed, gripper command, width, lid
+    with SimEnv("rice_cooker", seed=0, camera_names=()) as env:
+        bar = bar_position(cooker_position(env.world), 0.0)
+
+        def on_step(step, action):
+            rows.append((tcp_position(env.world)[2] - bar[2], np.linalg.norm(action.cartesian_velocity[:3]),
+                         action.gripper_position, env.gripper.get_state().width, lid_angle(env.world)))
+
+        env.task.expert(env).run(on_step=on_step, max_duration_s=10.0)
+    rows = np.array(rows)
+    closing = np.flatnonzero(rows[:, 2] == 1.0)
+    closing = closing[: int(np.argmax(rows[closing, 3] < BAR_WIDTH + 0.001))]
+    assert len(closing) >= 3
+    assert np.abs(rows[closing, 0]).max() < 0.003 and rows[closing, 1].max() < 0.05
+    pull_start = closing[-1] + int(np.argmax(rows[closing[-1]:, 1] > 0.3))
+    pulling = rows[pull_start: pull_start + int(np.argmax(rows[pull_start:, 4] > OPEN_ANGLE))]
+    assert len(pulling) > 5 and pulling[:, 1].min() > 0.3
