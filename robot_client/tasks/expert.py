@@ -138,6 +138,11 @@ class ScriptedExpert:
         action = DroidAction(np.clip(np.concatenate([lin, euler]), -1, 1), self._gripper_cmd)
         return action, pos_err, rot_err
 
+    def _within_tolerance(self, seg: Move) -> bool:
+        pos, rot = self.ik.kin.pose_matrix(self.robot.get_joint_positions().numpy().astype(float))
+        goal_pos, goal_rot = self._goal
+        return np.linalg.norm(goal_pos - pos) <= seg.tol and np.linalg.norm(rotation_error(goal_rot, rot)) <= seg.rot_tol
+
     def start(self) -> None:
         if not self.robot.is_running_policy():
             self.robot.start_cartesian_impedance()
@@ -152,6 +157,11 @@ class ScriptedExpert:
         seg = self.segment
         elapsed = self.clock.now() - self._segment_start
         if isinstance(seg, Move):
+            if seg.via and self._within_tolerance(seg):
+                # Passed through: steer at the next segment this same tick (a full-speed step at a
+                # waypoint already reached would point wherever the last millimetres of error do).
+                self._next_segment()
+                return self.step()
             action, pos_err, rot_err = self._action_towards_goal(seg.speed, seg.via)
             if (pos_err <= seg.tol and rot_err <= seg.rot_tol) or elapsed > seg.timeout_s:
                 self._next_segment()
