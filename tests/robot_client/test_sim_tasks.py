@@ -155,15 +155,17 @@ def test_a_taking_over_expert_carries_a_held_cup_on_into_the_pot():
 def test_rice_cooker_expert_closes_on_the_bar_at_rest_and_pulls_it_at_an_even_pace():
     """A policy copies the demo's labels, not its intent: the fingers close with the hand already at the
     bar and still (no upward correction to copy, which lifts a hand that arrived high off the bar), and
-    the pull runs at one speed up to the open angle (no slowing at each waypoint, copied as pauses)."""
+    the pull runs at one speed and a smoothly turning direction up to the open angle (no slowing at each
+    waypoint, copied as pauses; no jerk where one waypoint hands over to the next)."""
     from robot_client.tasks.rice_cooker import (BAR_WIDTH, OPEN_ANGLE, bar_position, cooker_position, lid_angle,
                                                 tcp_position)
 
-    rows = []  # per tick: tcp height above the bar's centre, commanded speed, gripper command, width, lid
+    rows, velocity = [], []  # per tick: tcp height above the bar's centre, commanded speed, gripper command, width, lid
     with SimEnv("rice_cooker", seed=0, camera_names=()) as env:
         bar = bar_position(cooker_position(env.world), 0.0)
 
         def on_step(step, action):
+            velocity.append(action.cartesian_velocity[:3])
             rows.append((tcp_position(env.world)[2] - bar[2], np.linalg.norm(action.cartesian_velocity[:3]),
                          action.gripper_position, env.gripper.get_state().width, lid_angle(env.world)))
 
@@ -174,5 +176,8 @@ def test_rice_cooker_expert_closes_on_the_bar_at_rest_and_pulls_it_at_an_even_pa
     assert len(closing) >= 3
     assert np.abs(rows[closing, 0]).max() < 0.003 and rows[closing, 1].max() < 0.05
     pull_start = closing[-1] + int(np.argmax(rows[closing[-1]:, 1] > 0.3))
-    pulling = rows[pull_start: pull_start + int(np.argmax(rows[pull_start:, 4] > OPEN_ANGLE))]
-    assert len(pulling) > 5 and pulling[:, 1].min() > 0.3
+    pull_end = pull_start + int(np.argmax(rows[pull_start:, 4] > OPEN_ANGLE))
+    assert pull_end - pull_start > 5 and rows[pull_start:pull_end, 1].min() > 0.3
+    v = np.array(velocity[pull_start:pull_end])
+    turn = (v[1:] * v[:-1]).sum(axis=1) / (np.linalg.norm(v[1:], axis=1) * np.linalg.norm(v[:-1], axis=1))
+    assert turn.min() > np.cos(np.radians(30))
