@@ -148,7 +148,7 @@ def test_expert_options_are_refused_for_other_devices_and_tasks():
 
 def test_expert_pushes_run_but_the_demo_records_the_experts_correction(tmp_path):
     """DART-style demos: some ticks run a pushed translation; every tick records the expert's own action."""
-    results = collect_sim_demos("rice_cooker", ExpertDevice(action_noise=0.5), tmp_path, episodes=1, seed=200,
+    results = collect_sim_demos("rice_cooker", ExpertDevice(action_noise=0.5), tmp_path, episodes=1, seed=201,
                                 camera_shape=(24, 32), cameras=("wrist_image_left",), save_raw_frames=False,
                                 max_attempts=1)
     assert len(results) == 1 and results[0].saved, results
