@@ -117,13 +117,18 @@ class ScriptedExpert:
         elif isinstance(self.segment, Move):
             self._goal = link8_pose_from_tcp(self.segment.tcp_pos, self.segment.hand_rot)
 
-    def _action_towards_goal(self, speed: float, via: bool = False) -> tuple[DroidAction, float, float]:
+    def _pose_and_error(self):
+        """Joints, flange pose, and the position and rotation-vector errors to the goal."""
         q = self.robot.get_joint_positions().numpy().astype(float)
         pos, rot = self.ik.kin.pose_matrix(q)
         goal_pos, goal_rot = self._goal
-        lin = (goal_pos - pos) / MAX_LIN_STEP
-        ang = rotation_error(goal_rot, rot) / MAX_ROT_STEP
-        pos_err, rot_err = np.linalg.norm(goal_pos - pos), np.linalg.norm(ang) * MAX_ROT_STEP
+        return q, pos, rot, goal_pos - pos, rotation_error(goal_rot, rot)
+
+    def _action_towards_goal(self, speed: float, via: bool = False) -> tuple[DroidAction, float, float]:
+        q, pos, rot, pos_error, rot_error = self._pose_and_error()
+        lin = pos_error / MAX_LIN_STEP
+        ang = rot_error / MAX_ROT_STEP
+        pos_err, rot_err = np.linalg.norm(pos_error), np.linalg.norm(rot_error)
         lin_scale = speed / max(np.linalg.norm(lin), 1e-12)
         lin *= lin_scale if via else min(1.0, lin_scale)
         ang *= min(1.0, speed / max(np.linalg.norm(ang), 1e-12))
@@ -139,9 +144,8 @@ class ScriptedExpert:
         return action, pos_err, rot_err
 
     def _within_tolerance(self, seg: Move) -> bool:
-        pos, rot = self.ik.kin.pose_matrix(self.robot.get_joint_positions().numpy().astype(float))
-        goal_pos, goal_rot = self._goal
-        return np.linalg.norm(goal_pos - pos) <= seg.tol and np.linalg.norm(rotation_error(goal_rot, rot)) <= seg.rot_tol
+        _, _, _, pos_error, rot_error = self._pose_and_error()
+        return np.linalg.norm(pos_error) <= seg.tol and np.linalg.norm(rot_error) <= seg.rot_tol
 
     def start(self) -> None:
         if not self.robot.is_running_policy():

@@ -186,7 +186,7 @@ def held_object(env) -> str | None:
 BAR_GRIP = topdown(0.0)  # fingers close along x, across the bar (which runs along y)
 CUP_GRIP = topdown(-np.pi / 4)  # diagonal: the 0.2 m hand fits into the 0.18 m pot only this way
 ABOVE = np.array([0.0, 0.0, 0.08])
-SETTLE = np.array([0.0, 0.0, 0.02])
+SETTLE = np.array([0.0, 0.0, 0.02])  # the last 2 cm onto the bar, slowly: the fingers then close on a hand at rest
 
 
 def _open_lid(world, cooker, holding_bar: bool = False):
@@ -246,7 +246,7 @@ def _close_lid(world, cooker):
     yield Gripper("goto", 0.0)
     bar = bar_position(cooker, lid_angle(world))
     behind = np.array([0.032, 0.0, 0.0])  # fingers on the far side of the bar
-    yield Move(bar + behind + 0.5 * ABOVE, BAR_GRIP, speed=0.5, tol=0.008)
+    yield Move(bar + behind + 0.5 * ABOVE, BAR_GRIP, speed=0.5, tol=0.008)  # higher: out of reach (lid on stop)
     yield Move(bar + behind, BAR_GRIP, speed=0.25, tol=0.006)
     yield Move(bar + np.array([-0.12, 0.0, 0.02]), BAR_GRIP, speed=0.3, tol=0.01)
     yield Move(bar + np.array([-0.12, 0.0, 0.1]), BAR_GRIP, speed=0.4, tol=0.01)
