@@ -65,7 +65,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         from robot_client.live_view import LiveView
 
         live = LiveView(spawn=args.live, save_path=args.live_save)
-    takeover = _takeover(args.takeover, args.takeover_stall_s)
+    takeover = _takeover(args.takeover, args.takeover_stall_s, args.takeover_hand_back)
     keys = {**(takeover.key_handlers() if takeover else {}), "e": lambda: estop.trip("operator key 'e'"),
             " ": lambda: estop.trip("operator key space")}
     with open_policy(settings, args.server, args.token_file, args.checkpoint) as (policy, metadata), KeyListener(keys):
@@ -85,17 +85,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _takeover(device_name: str | None, stall_s: float = 15.0):
+def _takeover(device_name: str | None, stall_s: float = 15.0, hand_back: bool = False):
     """`--takeover DEVICE`: the operator toggles control with `t` (DAgger-style, steps tagged); `expert`
     (sim): the scripted expert takes the arm by itself when the policy goes off course or stalls."""
+    if hand_back and device_name != "expert":
+        raise SystemExit("--takeover-hand-back is for --takeover expert (an operator gives the arm back with t)")
     if not device_name:
         return None
     from robot_client.teleop import ExpertTakeover, Takeover, make_device
 
     if device_name == "expert":
+        until = "the stage it took over for is reached" if hand_back else "the end of the trial"
         print(f"[robot_client] takeover: the sim's expert takes the arm when the policy goes off course "
-              f"or stalls for {stall_s:g} s", flush=True)
-        return ExpertTakeover(stall_s)
+              f"or stalls for {stall_s:g} s, until {until}", flush=True)
+        return ExpertTakeover(stall_s, hand_back)
 
     print("[robot_client] takeover: t = take / give back the arm", flush=True)
     return Takeover(make_device(device_name))
@@ -192,7 +195,7 @@ def _run_franka(args, settings) -> int:
     condition = "ID" if args.condition.lower() == "id" else args.condition.upper()
     out_root = Path(args.out) if getattr(args, "out", None) else Path(settings.out_root) / args.task / time.strftime("%Y%m%d-%H%M%S")
     estop = EStop()
-    takeover = _takeover(getattr(args, "takeover", None))
+    takeover = _takeover(getattr(args, "takeover", None), hand_back=getattr(args, "takeover_hand_back", False))
     with open_policy(settings, args.server, args.token_file, args.checkpoint) as (policy, metadata):
         for i in range(getattr(args, "trials", 1)):
             label = OperatorLabel()
@@ -297,9 +300,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--takeover", choices=["keyboard", "spacemouse", "expert"], default=None,
                      help="let an operator take the arm with this device (t toggles; steps tagged 'intervention'); "
                           "expert (sim): the scripted expert takes it by itself when the policy goes off course "
-                          "and finishes the trial (DAgger data)")
+                          "and finishes the trial, or the stage with --takeover-hand-back (DAgger data)")
     run.add_argument("--takeover-stall-s", type=float, default=15.0,
                      help="expert takeover: also take the arm when a task stage makes no progress for this long")
+    run.add_argument("--takeover-hand-back", action="store_true",
+                     help="expert takeover: give the arm back to the policy once the stage it took over for is "
+                          "reached (the policy then drives, and gets labels for, the later stages too)")
     run.set_defaults(func=cmd_run)
 
     ev = sub.add_parser("eval", help="ID/OOD evaluation: N trials per condition, resumable, then a report")

@@ -159,8 +159,11 @@ def run_sim_trial(spec: TrialSpec, policy, metadata: dict, settings: ClientSetti
 
 def expert_takeover_meta(takeover) -> dict:
     """When and why the sim's expert took the arm (meta.json), so DAgger data can be sorted by cause."""
-    reason = getattr(takeover, "reason", None)
-    return {"expert_takeover": {"t": takeover.taken_at_s, "reason": reason}} if reason else {}
+    takeovers = getattr(takeover, "takeovers", None)
+    if not takeovers:
+        return {}
+    first = {"t": takeovers[0]["t"], "reason": takeovers[0]["reason"]}
+    return {"expert_takeover": first, **({"expert_takeovers": takeovers} if takeover.hand_back else {})}
 
 
 class OperatorLabel:

@@ -471,22 +471,35 @@ class Takeover:
 
 class ExpertTakeover:
     """Sim DAgger with no one at the keyboard: the task's scripted expert watches the policy and takes
-    the arm for the rest of the trial when the task calls it off course (`Task.off_course`) or a stage
-    of the success check stalls for `stall_s`. It plans from the scene as it is then, so the steps
-    it drives (tagged `intervention`) label the policy's own mistakes with the way out."""
+    the arm when the task calls it off course (`Task.off_course`) or a stage of the success check
+    stalls for `stall_s`. It plans from the scene as it is then, so the steps it drives (tagged
+    `intervention`) label the policy's own mistakes with the way out. It keeps the arm for the rest of
+    the trial, or with `hand_back` until the stage it took over for is reached: then the policy drives
+    the later stages from where the expert left them, and their mistakes get labels too (else a policy
+    that stalls early is never seen, nor labelled, in the later stages)."""
 
-    def __init__(self, stall_s: float = 15.0):
+    def __init__(self, stall_s: float = 15.0, hand_back: bool = False):
         if stall_s <= 0:
             raise ValueError(f"stall_s must be > 0 s, got {stall_s}")
         self.stall_s = stall_s
+        self.hand_back = hand_back
         self.device = ExpertDevice(resume=True)
         self.env = None
-        self.reason: str | None = None  # why the expert took over (None: the policy kept the arm)
-        self.taken_at_s: float | None = None
+        self.takeovers: list[dict] = []  # this trial's: {"t", "reason", "stage"[, "handed_back_t"]}
+        self._current: dict | None = None  # the takeover under way (None: the policy has the arm)
 
     @property
     def active(self) -> bool:
-        return self.reason is not None
+        return self._current is not None
+
+    @property
+    def reason(self) -> str | None:
+        """Why the expert first took the arm this trial (None: the policy kept it)."""
+        return self.takeovers[0]["reason"] if self.takeovers else None
+
+    @property
+    def taken_at_s(self) -> float | None:
+        return self.takeovers[0]["t"] if self.takeovers else None
 
     def key_handlers(self) -> dict:
         return {}
@@ -494,18 +507,25 @@ class ExpertTakeover:
     def start_trial(self, env) -> None:
         if env is None:
             raise ValueError("the expert takeover needs the sim (--robot sim): it plans from the simulator's state")
-        self.env, self.reason, self.taken_at_s = env, None, None
+        self.env, self.takeovers, self._current = env, [], None
         self._stage, self._stage_since = env.success.stage, env.clock.now()
 
     def action(self) -> np.ndarray | None:
         if self.env is None:
             raise RuntimeError("ExpertTakeover.start_trial(env) was not called")
-        if self.reason is None:
-            self.reason = self._why_take_over()
-            if self.reason is None:
+        now, stage = self.env.clock.now(), self.env.success.stage
+        if self._current is not None and self.hand_back and stage > self._current["stage"]:
+            self._current["handed_back_t"] = now
+            self._current = None
+            self._stage, self._stage_since = stage, now
+            log.warning("expert gives the arm back at t=%.1f s: %s", now, self.env.success.stages[stage - 1])
+        if self._current is None:
+            reason = self._why_take_over()
+            if reason is None:
                 return None
-            self.taken_at_s = self.env.clock.now()
-            log.warning("expert takes the arm at t=%.1f s: %s", self.taken_at_s, self.reason)
+            self._current = {"t": now, "reason": reason, "stage": stage}
+            self.takeovers.append(self._current)
+            log.warning("expert takes the arm at t=%.1f s: %s", now, reason)
             self.device.reset(self.env)
         return self.device.action()
 

@@ -10,6 +10,7 @@ HINGE_OFFSET = np.array([0.11, 0.0, 0.14])  # hinge (back edge of the lid) in th
 BAR_IN_LID = np.array([-0.2, 0.0, 0.055])  # handle bar in the lid frame
 OPEN_ANGLE, CLOSED_ANGLE = 1.2, 0.05
 LID_STOP = 1.7  # hinge stop past vertical: gravity holds the lid open, like a real cooker
+STAYS_OPEN_ANGLE = 1.4  # hinge friction holds a lid let go of from about 1.3 rad up; below, it creeps shut
 CUP_HALF_HEIGHT = 0.03
 
 
@@ -104,17 +105,19 @@ class RiceCookerTask(Task):
 
     def off_course(self, env) -> str | None:
         """What an expert watching a policy would stop: the open hand sinking on the cup off centre (one
-        fingertip lands on the rim; arriving off centre and steering back is fine above half height),
-        or, once the lid is open, fingers closed on nothing away from the lid's bar."""
+        fingertip lands on the rim; arriving off centre and steering back is fine above half height; not
+        once the cup is in the pot, where the open hand has just let go of it), or, once the lid is open,
+        fingers closed on nothing away from the lid's bar."""
         world = env.world
         tcp, cup = tcp_position(world), cup_position(world)
         offset = float(np.linalg.norm(tcp[:2] - cup[:2]))
         width = env.gripper.get_state().width
-        if width > OPEN_HAND_WIDTH and tcp[2] < cup[2] + 0.06 and OFF_CENTRE_LIMIT < offset < 0.08:
+        in_pot = cup_in_cavity(world)
+        if width > OPEN_HAND_WIDTH and tcp[2] < cup[2] + 0.06 and OFF_CENTRE_LIMIT < offset < 0.08 and not in_pot:
             return f"hand {offset * 100:.1f} cm off the cup at {tcp[2] - cup[2]:.2f} m above it"
         cooker = cooker_position(world)
         from_bar = float(np.linalg.norm(tcp - bar_position(cooker, lid_angle(world))))
-        if env.success.stage >= 1 and width < HOLDING_WIDTH and from_bar > 0.1 and not cup_in_cavity(world):
+        if env.success.stage >= 1 and width < HOLDING_WIDTH and from_bar > 0.1 and not in_pot:
             return f"fingers closed on nothing ({width * 100:.1f} cm apart, the cup is 5 cm)"
         return None
 
@@ -161,7 +164,7 @@ def rice_cooker_plan(env, first_grasp_offset: np.ndarray | None = None, approach
         tcp = tcp_position(world)
         yield Gripper("goto", CUP_OPEN_WIDTH)
         yield Move(np.array([tcp[0], tcp[1], max(tcp[2], 0.3)]), CUP_GRIP, speed=0.5, tol=0.02, rot_tol=0.3)
-    if not resume or lid_angle(world) < OPEN_ANGLE:
+    if not resume or lid_angle(world) < STAYS_OPEN_ANGLE:  # past "lid opened" (1.2 rad) a lid let go of may creep shut
         yield from _open_lid(world, cooker, holding_bar=held == "bar")
     if not resume or not cup_in_cavity(world):
         yield from _cup_into_pot(env, cooker, first_grasp_offset, approach_offset, holding_cup=held == "cup")
@@ -175,10 +178,10 @@ def held_object(env) -> str | None:
     world = env.world
     tcp, width, angle = tcp_position(world), env.gripper.get_state().width, lid_angle(world)
     on_bar = np.linalg.norm(tcp - bar_position(cooker_position(world), angle)) < 0.02
-    if angle < OPEN_ANGLE and EMPTY_WIDTH < width < HOLDING_WIDTH and on_bar:
+    if angle < STAYS_OPEN_ANGLE and EMPTY_WIDTH < width < HOLDING_WIDTH and on_bar:
         return "bar"
     on_cup = np.linalg.norm(tcp - cup_position(world)) < 0.03
-    if angle >= OPEN_ANGLE and HOLDING_WIDTH < width < OPEN_HAND_WIDTH and on_cup:
+    if angle >= STAYS_OPEN_ANGLE and HOLDING_WIDTH < width < OPEN_HAND_WIDTH and on_cup:
         return "cup"
     return None
 
@@ -190,15 +193,20 @@ SETTLE = np.array([0.0, 0.0, 0.02])  # the last 2 cm onto the bar, slowly: the f
 
 
 def _open_lid(world, cooker, holding_bar: bool = False):
-    """By its bar, along the hinge arc, up to the stop past vertical; `holding_bar`: pull on from where the lid is."""
+    """By its bar, along the hinge arc, up to the stop past vertical; `holding_bar`: pull on from where the
+    lid is. A takeover may find the lid left part way open (hinge friction holds it from about 1.3 rad):
+    the bar is then grasped where it is."""
+    start = 0.0
     if not holding_bar:
         yield Gripper("goto", 0.05)
-        bar = bar_position(cooker, 0.0)
+        angle = lid_angle(world)
+        start = angle if angle > CLOSED_ANGLE else 0.0
+        bar = bar_position(cooker, start)
         yield Move(bar + ABOVE, BAR_GRIP, speed=0.6, tol=0.01)
         yield Move(bar + SETTLE, BAR_GRIP, speed=0.25, tol=0.006)
         yield Move(bar, BAR_GRIP, speed=0.08, tol=0.002)
     yield Gripper("grasp", BAR_WIDTH, epsilon=0.01)  # holding: re-asserted, as the takeover's command starts open
-    for angle in np.linspace(lid_angle(world) if holding_bar else 0.0, LID_STOP, 10)[1:]:
+    for angle in np.linspace(lid_angle(world) if holding_bar else start, LID_STOP, 10)[1:]:
         yield Move(bar_position(cooker, angle), BAR_GRIP, speed=0.35, tol=0.012, rot_tol=0.1, via=angle < OPEN_ANGLE)
     yield Gripper("goto", 0.05)
     # Leave upward, along the lid plane: moving toward the robot would push the lid shut.

@@ -176,3 +176,37 @@ def test_expert_takeover_finishes_a_stalled_trial_and_tags_its_steps(env):
     assert all(r.chunk_id >= 0 for r in records[3:first])  # the policy drove until then
     with pytest.raises(ValueError, match="--robot sim"):
         ExpertTakeover().start_trial(None)
+
+
+def test_expert_takeover_with_hand_back_returns_the_arm_after_each_stage(env):
+    """`hand_back`: the expert keeps the arm only until the stage it took over for is reached; the
+    policy then drives the next stage (untagged, from the policy's own chunks) until it stalls again."""
+    from robot_client.teleop import ExpertTakeover
+
+    takeover = ExpertTakeover(stall_s=1.0, hand_back=True)
+    takeover.start_trial(env)
+    records, stages = [], []
+    loop = make_loop(env, ScriptedPolicy(action=np.zeros(7)), max_steps=1400)
+    loop.takeover, loop.success_check = takeover, env.check_success
+
+    def on_step(record, frames):
+        records.append(record)
+        stages.append(env.success.stage)
+
+    loop.on_step = on_step
+    result = loop.run()
+    assert result.success
+    reasons = [t["reason"] for t in takeovers] if (takeovers := takeover.takeovers) else []
+    assert reasons == [f"no progress for 1 s (next: {stage})" for stage in env.success.stages]
+    assert takeover.reason == reasons[0]  # the first one, as meta.json's expert_takeover records it
+    tagged = np.array([r.intervention for r in records])
+    starts = np.flatnonzero(tagged[1:] & ~tagged[:-1]) + 1
+    ends = np.flatnonzero(~tagged[1:] & tagged[:-1]) + 1
+    assert len(starts) == 3 and len(ends) == 2
+    for start, end, taken in zip(starts, ends, takeovers):
+        assert stages[end] == taken["stage"] + 1  # given back the tick its stage was reached
+        assert taken["handed_back_t"] == pytest.approx(records[end].t)
+        # The policy drives again (its own fresh chunks) for 1 s of no progress before the next takeover.
+        policy_ticks = records[end:starts[starts > end][0]]
+        assert 14 <= len(policy_ticks) <= 17 and all(r.chunk_id >= 0 for r in policy_ticks[3:])
+    assert tagged[starts[-1]:].all()

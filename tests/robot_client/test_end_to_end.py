@@ -64,6 +64,37 @@ def test_expert_takeover_records_dagger_data(tiny_checkpoint, tmp_path):
     assert meta["intervention_steps"] == meta["num_steps"] - first
 
 
+def test_expert_takeover_hand_back_records_each_takeover(tiny_checkpoint, tmp_path):
+    """`--takeover-hand-back`: the expert opens the lid for the stalled policy, gives the arm back, and
+    takes it again when the policy fails at the cup; meta.json lists both, and the policy's steps
+    between them are untagged."""
+    out = tmp_path / "dagger"
+    proc = subprocess.run(
+        [sys.executable, "-m", "robot_client.cli", "run", "--task", "rice_cooker", "--checkpoint", str(tiny_checkpoint),
+         "--max-steps", "160", "--out", str(out), "--seed", "3", "--takeover", "expert", "--takeover-stall-s", "1",
+         "--takeover-hand-back"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    ep = load_episode(out / "trial_000", load_chunks=False)
+    first, second = ep.meta["expert_takeovers"]
+    assert first["reason"] == "no progress for 1 s (next: lid opened)" and first["stage"] == 0
+    assert second["stage"] == 1 and second["t"] > first["handed_back_t"]  # stalled, or (untrained) off course
+    assert ep.meta["expert_takeover"] == {"t": first["t"], "reason": first["reason"]}
+    tagged = ep.steps["intervention"].astype(bool)
+    back, again = round(first["handed_back_t"] * 15), round(second["t"] * 15)
+    assert tagged[round(first["t"] * 15):back].all() and not tagged[back:again].any() and tagged[again:].all()
+
+
+def test_takeover_hand_back_needs_the_expert(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "robot_client.cli", "run", "--takeover", "keyboard", "--takeover-hand-back",
+         "--checkpoint", str(tmp_path / "nope")],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode != 0 and "--takeover-hand-back is for --takeover expert" in proc.stderr
+
+
 def test_expert_takeover_is_refused_on_the_real_arm(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "robot_client.cli", "run", "--robot", "franka", "--takeover", "expert",

@@ -116,9 +116,10 @@ def test_rice_cooker_off_course_flags_a_missed_grasp_and_not_the_expert():
     assert missed and "off the cup" in missed[0]
 
 
-def _take_over_when(condition):
-    """The plain expert (seed 1) until `condition(env)`, then an expert resuming from that scene, as
-    `--takeover expert` does: what it found held, and per tick (lid angle, width, cup in the pot)."""
+def _take_over_when(condition, before=None):
+    """The plain expert (seed 1) until `condition(env)` (then `before(env)`, what a policy did), then an
+    expert resuming from that scene, as `--takeover expert` does: what it found held, and per tick (lid
+    angle, width, cup in the pot)."""
     from robot_client.tasks.rice_cooker import cup_in_cavity, held_object, lid_angle
 
     with SimEnv("rice_cooker", seed=1, camera_names=()) as env:
@@ -127,6 +128,8 @@ def _take_over_when(condition):
         while not condition(env):
             expert.step()
             env.clock.sleep(dt)
+        if before is not None:
+            before(env)
         held, ticks = held_object(env), []
         record = lambda *_: ticks.append((lid_angle(env.world), env.gripper.get_state().width, cup_in_cavity(env.world)))  # noqa: E731
         result = env.task.expert(env, resume=True).run(on_step=record)
@@ -141,6 +144,37 @@ def test_a_taking_over_expert_keeps_the_grip_on_the_lid_bar_and_pulls_on():
     assert held == "bar" and success
     pulling = ticks[: int(np.argmax(ticks[:, 0] > OPEN_ANGLE))]
     assert len(pulling) > 0 and pulling[:, 1].max() < HOLDING_WIDTH
+
+
+def test_a_taking_over_expert_pulls_on_a_lid_left_part_way_open():
+    """Past the "lid opened" angle but let go of short of vertical, hinge friction holds the lid where it
+    is: the expert grasps the bar there and pulls on to the stop (at the shut lid's bar it would close
+    on air)."""
+    from robot_client.tasks.rice_cooker import LID_STOP, lid_angle
+
+    def let_go(env):
+        env.gripper.goto(0.08, 0.1, 10.0, blocking=False)
+        env.clock.sleep(1.0)
+
+    held, ticks, success = _take_over_when(lambda env: lid_angle(env.world) > 1.35, before=let_go)
+    assert held is None and success
+    on_stop = int(np.argmax(ticks[:, 0] > LID_STOP - 0.05))
+    assert ticks[0, 0] < 1.4 and on_stop > 0 and ticks[:on_stop, 0].min() > 1.2  # pulled on, never shut first
+
+
+def test_rice_cooker_off_course_ignores_the_open_hand_over_the_cup_in_the_pot():
+    """A policy's release over the pot is a little off centre: that is the cup going in, not a grasp
+    going wrong, so the watchdog stays silent."""
+    from robot_client.tasks.rice_cooker import OPEN_HAND_WIDTH, cup_in_cavity, cup_position
+
+    with SimEnv("rice_cooker", seed=1, camera_names=()) as env:
+        expert, dt = env.task.expert(env), 1.0 / env.task.control_hz
+        while not (cup_in_cavity(env.world) and env.gripper.get_state().width > OPEN_HAND_WIDTH):
+            expert.step()
+            env.clock.sleep(dt)
+        tcp = env.world.data.site_xpos[env.world.model.site("tcp").id]
+        tcp[:] = cup_position(env.world) + np.array([0.02, 0.0, 0.03])  # 2 cm off centre, just above the cup
+        assert env.task.off_course(env) is None
 
 
 def test_a_taking_over_expert_carries_a_held_cup_on_into_the_pot():
