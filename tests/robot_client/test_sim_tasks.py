@@ -148,9 +148,8 @@ def test_a_taking_over_expert_keeps_the_grip_on_the_lid_bar_and_pulls_on():
 
 def test_a_taking_over_expert_pulls_on_a_lid_left_part_way_open():
     """Past the "lid opened" angle but let go of short of vertical, hinge friction holds the lid where it
-    is: the expert grasps the bar there and pulls on to the stop (at the shut lid's bar it would close
-    on air)."""
-    from robot_client.tasks.rice_cooker import LID_STOP, lid_angle
+    is: the expert grasps the bar there and pulls on (at the shut lid's bar it would close on air)."""
+    from robot_client.tasks.rice_cooker import PULL_TO, lid_angle
 
     def let_go(env):
         env.gripper.goto(0.08, 0.1, 10.0, blocking=False)
@@ -158,7 +157,7 @@ def test_a_taking_over_expert_pulls_on_a_lid_left_part_way_open():
 
     held, ticks, success = _take_over_when(lambda env: lid_angle(env.world) > 1.35, before=let_go)
     assert held is None and success
-    on_stop = int(np.argmax(ticks[:, 0] > LID_STOP - 0.05))
+    on_stop = int(np.argmax(ticks[:, 0] > PULL_TO - 0.02))
     assert ticks[0, 0] < 1.4 and on_stop > 0 and ticks[:on_stop, 0].min() > 1.2  # pulled on, never shut first
 
 
