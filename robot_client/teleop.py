@@ -520,7 +520,7 @@ class ExpertTakeover:
             self._stage, self._stage_since = stage, now
             log.warning("expert gives the arm back at t=%.1f s: %s", now, self.env.success.stages[stage - 1])
         if self._current is None:
-            reason = self._why_take_over()
+            reason = self._why_take_over(now, stage)
             if reason is None:
                 return None
             self._current = {"t": now, "reason": reason, "stage": stage}
@@ -529,8 +529,7 @@ class ExpertTakeover:
             self.device.reset(self.env)
         return self.device.action()
 
-    def _why_take_over(self) -> str | None:
-        now, stage = self.env.clock.now(), self.env.success.stage
+    def _why_take_over(self, now: float, stage: int) -> str | None:
         if stage != self._stage:
             self._stage, self._stage_since = stage, now
         if now - self._stage_since > self.stall_s:

@@ -196,7 +196,8 @@ def test_expert_takeover_with_hand_back_returns_the_arm_after_each_stage(env):
     loop.on_step = on_step
     result = loop.run()
     assert result.success
-    reasons = [t["reason"] for t in takeovers] if (takeovers := takeover.takeovers) else []
+    takeovers = takeover.takeovers
+    reasons = [t["reason"] for t in takeovers]
     assert reasons == [f"no progress for 1 s (next: {stage})" for stage in env.success.stages]
     assert takeover.reason == reasons[0]  # the first one, as meta.json's expert_takeover records it
     tagged = np.array([r.intervention for r in records])

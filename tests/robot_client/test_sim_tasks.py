@@ -116,6 +116,14 @@ def test_rice_cooker_off_course_flags_a_missed_grasp_and_not_the_expert():
     assert missed and "off the cup" in missed[0]
 
 
+def _expert_until(env, condition) -> None:
+    """Step the plain expert, tick by tick, until `condition(env)`."""
+    expert, dt = env.task.expert(env), 1.0 / env.task.control_hz
+    while not condition(env):
+        expert.step()
+        env.clock.sleep(dt)
+
+
 def _take_over_when(condition, before=None):
     """The plain expert (seed 1) until `condition(env)` (then `before(env)`, what a policy did), then an
     expert resuming from that scene, as `--takeover expert` does: what it found held, and per tick (lid
@@ -124,10 +132,7 @@ def _take_over_when(condition, before=None):
 
     with SimEnv("rice_cooker", seed=1, camera_names=()) as env:
         assert held_object(env) is None
-        expert, dt = env.task.expert(env), 1.0 / env.task.control_hz
-        while not condition(env):
-            expert.step()
-            env.clock.sleep(dt)
+        _expert_until(env, condition)
         if before is not None:
             before(env)
         held, ticks = held_object(env), []
@@ -167,10 +172,7 @@ def test_rice_cooker_off_course_ignores_the_open_hand_over_the_cup_in_the_pot():
     from robot_client.tasks.rice_cooker import OPEN_HAND_WIDTH, cup_in_cavity, cup_position
 
     with SimEnv("rice_cooker", seed=1, camera_names=()) as env:
-        expert, dt = env.task.expert(env), 1.0 / env.task.control_hz
-        while not (cup_in_cavity(env.world) and env.gripper.get_state().width > OPEN_HAND_WIDTH):
-            expert.step()
-            env.clock.sleep(dt)
+        _expert_until(env, lambda env: cup_in_cavity(env.world) and env.gripper.get_state().width > OPEN_HAND_WIDTH)
         tcp = env.world.data.site_xpos[env.world.model.site("tcp").id]
         tcp[:] = cup_position(env.world) + np.array([0.02, 0.0, 0.03])  # 2 cm off centre, just above the cup
         assert env.task.off_course(env) is None
