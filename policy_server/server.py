@@ -10,8 +10,8 @@ Batching. Validated `infer` requests go into a queue that one batcher greenlet d
 the first request, waits up to `batch_window_s` for more (while the worker is busy, requests
 pile up anyway), and hands up to `max_batch` of them to the worker as ONE
 `UWMPolicy.infer_batch` call; results are split back per request. Each request keeps its own
-noise generator (and its own inpainting prefix, if any), so a batched chunk is bit for bit the
-chunk it would get alone. The other
+noise generator (and its own inpainting prefix, if any), so a batched chunk is the chunk it
+would get alone, up to float rounding (a BLAS may block a GEMM differently for more rows). The other
 modes (predict_future, imagine, inverse) run one request per worker call.
 
 Errors. Every method takes one msgpack blob and returns one: the reply or an `ErrorReply`

@@ -4,8 +4,8 @@ This is the engine behind `policy_server` (and what tests compare the server aga
 
 - `infer(images, seed)`: p(a | o) -> the action chunk, un-normalised with the checkpoint's
   normaliser and decoded by the action codec to DROID's 7-d `[cartesian_velocity, gripper]`;
-- `infer_batch(requests)`: several independent requests in one denoising pass, each result bit
-  for bit what `infer` gives for that request alone (see `UWMSampler.policy_batch`);
+- `infer_batch(requests)`: several independent requests in one denoising pass, each result what
+  `infer` gives for that request alone, up to float rounding (see `UWMSampler.policy_batch`);
 - `predict_future(images, actions_raw, seed)`: p(o' | o, a) -> predicted frames per camera;
 - `imagine(images, seed)`: p(o' | o) -> predicted frames;
 - `inverse(images, goal_images, seed)`: p(a | o, o') -> an action chunk as `infer`.
@@ -161,7 +161,7 @@ class UWMPolicy:
         """Requests `{"images", "seed", "prefix", "prefix_mask"}` (or `(images, seed)`; only images
         required) stacked along B in one pass.
 
-        Result i is bit for bit `infer(**requests[i])` (each request keeps its own noise
+        Result i is `infer(**requests[i])` up to float rounding (each request keeps its own noise
         generator, encoding, condition projection and prefix; only the DiT trunk is shared).
         """
         reqs = []

@@ -209,8 +209,9 @@ def test_concurrent_requests_are_batched_and_identical_to_unbatched(meta, local_
     results = overlapping_requests(n, lambda client, i: client.infer(obs[i], seed=100 + i))
     for i, r in enumerate(results):
         actions, raw = expected_chunk(local_policy, obs[i], 100 + i)
-        assert np.array_equal(r["raw"], raw) and np.array_equal(r["actions"], actions), \
-            f"request {i} (batch {r['server_timing']['batch_size']})"
+        # Equal up to float rounding: a BLAS may block a GEMM differently for more rows (seen on AVX-512 hosts).
+        for got, want in ((r["raw"], raw), (r["actions"], actions)):
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5, err_msg=f"request {i} (batch {r['server_timing']['batch_size']})")
 
 
 def test_model_work_does_not_block_other_calls(server, client, meta, token):

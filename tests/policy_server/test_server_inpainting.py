@@ -59,5 +59,6 @@ def test_batched_requests_with_and_without_prefixes_are_each_their_own(meta, loc
     results = overlapping_requests(n, request)
     for i, r in enumerate(results):
         actions, raw = local_chunk(local_policy, obs[i], 200 + i, *prefixes[i])
-        assert np.array_equal(r["raw"], raw) and np.array_equal(r["actions"], actions), \
-            f"request {i} (batch {r['server_timing']['batch_size']})"
+        # Equal up to float rounding: a BLAS may block a GEMM differently for more rows (seen on AVX-512 hosts).
+        for got, want in ((r["raw"], raw), (r["actions"], actions)):
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5, err_msg=f"request {i} (batch {r['server_timing']['batch_size']})")
