@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -27,3 +28,13 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("ckpt") / "tiny"
     init_checkpoint("tiny", out, seed=0)
     return out
+
+
+@pytest.fixture(scope="session")
+def assert_batch_equal():
+    """`check(got, want, msg="")`: a batched result against the same request run alone. Equal up to
+    float rounding, not bit for bit: a BLAS may block a GEMM differently for more rows (seen on an
+    AVX-512 host, differences near 1e-6); a request given another's noise or prefix is off by O(1)."""
+    def check(got, want, msg: str = "") -> None:
+        np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-5, atol=1e-5, err_msg=msg)
+    return check

@@ -71,7 +71,7 @@ def test_client_works_in_a_process_without_torch(server, local_policy):
     assert np.array_equal(got, expected_actions(local_policy, images, 42))
 
 
-def test_calls_from_several_background_threads(server, local_policy):
+def test_calls_from_several_background_threads(server, local_policy, assert_batch_equal):
     meta = local_policy.metadata()
     obs = [random_observation(meta, i)[0] for i in range(3)]
     results, errors = {}, []
@@ -90,7 +90,7 @@ def test_calls_from_several_background_threads(server, local_policy):
             t.join()
     assert not errors, errors
     for i in range(3):
-        np.testing.assert_allclose(results[i], expected_actions(local_policy, obs[i], i), rtol=1e-5, atol=1e-5)  # maybe batched: float rounding
+        assert_batch_equal(results[i], expected_actions(local_policy, obs[i], i))  # the server may batch them
 
 
 def test_hello_from_a_thread_that_is_not_the_one_that_made_the_client(server):
