@@ -204,7 +204,7 @@ class UWMSampler:
         """Several independent `policy` requests `[(images, seed[, prefix, prefix_mask]), ...]` in one pass.
 
         Result i equals `policy(*requests[i])` up to float rounding (on some CPUs a BLAS blocks a GEMM
-        differently for more rows; elsewhere bit for bit): each request is encoded on its own,
+        differently for more rows): each request is encoded on its own,
         draws its noise from its own generator (in the official order), and on the fast path its
         adaLN condition projection is computed on its own rows; only the DiT trunk (row-wise
         GEMMs over B*N tokens, per-sample attention, per-token norms) runs stacked. The plain

@@ -21,11 +21,16 @@ def expected_chunk(local_policy, images, seed):
     return out["actions"][0], out["raw"][0]
 
 
-def assert_still_serves(client, local_policy, meta, seed=11):
-    images, stamps = random_observation(meta, seed)
-    got = client.infer(images, timestamps=stamps, seed=seed)
-    actions, raw = expected_chunk(local_policy, images, seed)
-    assert np.array_equal(got["actions"], actions) and np.array_equal(got["raw"], raw)
+@pytest.fixture
+def assert_still_serves(client, local_policy, meta, assert_same_result):
+    """`check()`: after an error, the server still answers with the in-process chunk."""
+    def check(seed: int = 11) -> None:
+        images, stamps = random_observation(meta, seed)
+        got = client.infer(images, timestamps=stamps, seed=seed)
+        actions, raw = expected_chunk(local_policy, images, seed)
+        assert_same_result(got["actions"], actions)
+        assert_same_result(got["raw"], raw)
+    return check
 
 
 def test_hello_carries_protocol_version_and_the_policy_metadata(client, meta, local_policy):
@@ -34,13 +39,13 @@ def test_hello_carries_protocol_version_and_the_policy_metadata(client, meta, lo
     assert client.clock_offset_ns is not None
 
 
-def test_served_chunk_equals_in_process_chunk_bit_for_bit(client, meta, local_policy):
+def test_served_chunk_equals_in_process_chunk(client, meta, local_policy, assert_same_result):
     images, stamps = random_observation(meta, 1)
     got = client.infer(images, timestamps=stamps, seed=123, state={"q": np.zeros(7)})
     actions, raw = expected_chunk(local_policy, images, 123)
     assert got["actions"].dtype == np.float32 and got["actions"].shape == (16, 7)
-    assert np.array_equal(got["actions"], actions), "served DROID actions differ from the in-process ones"
-    assert np.array_equal(got["raw"], raw), "served raw actions differ from the in-process ones"
+    assert_same_result(got["actions"], actions, "served DROID actions differ from the in-process ones")
+    assert_same_result(got["raw"], raw, "served raw actions differ from the in-process ones")
     assert got["seed"] == 123 and got["obs_timestamp_ns"] == max(s[-1] for s in stamps.values())
     t = got["server_timing"]
     assert t["received_ns"] <= t["started_ns"] <= t["finished_ns"] <= t["sent_ns"] and t["inference_ms"] > 0
@@ -54,21 +59,23 @@ def test_server_drawn_seed_replays(client, meta):
     assert np.array_equal(first["raw"], again["raw"])
 
 
-def test_world_model_methods_match_in_process(client, meta, local_policy):
+def test_world_model_methods_match_in_process(client, meta, local_policy, assert_same_result):
     images, _ = random_observation(meta, 3)
     goal, _ = random_observation(meta, 4)
     batched = {c: v[None] for c, v in images.items()}
     raw = client.infer(images, seed=5)["raw"]
     fut = client.predict_future(images, raw, seed=6)
     ref = local_policy.predict_future(batched, raw[None], seed=6)["frames"]
-    assert all(np.array_equal(fut["frames"][c], ref[c][0]) for c in meta["cameras"])
+    for c in meta["cameras"]:
+        assert_same_result(fut["frames"][c], ref[c][0], f"predicted {c}")
     img = client.imagine(images, seed=7)
     ref = local_policy.imagine(batched, seed=7)["frames"]
-    assert all(np.array_equal(img["frames"][c], ref[c][0]) for c in meta["cameras"])
+    for c in meta["cameras"]:
+        assert_same_result(img["frames"][c], ref[c][0], f"imagined {c}")
     assert img["frames"][meta["cameras"][0]].shape == (2, *meta["predicted_frame_shape"], 3)
     inv = client.inverse(images, goal, seed=8)
     ref = local_policy.inverse(batched, {c: v[None] for c, v in goal.items()}, seed=8)
-    assert np.array_equal(inv["actions"], ref["actions"][0])
+    assert_same_result(inv["actions"], ref["actions"][0])
 
 
 # ---- errors: each one clear, and the server keeps serving ------------------------------------------
@@ -76,15 +83,15 @@ def raw_call(client, method, payload):
     return client.send_raw(method, payload)
 
 
-def test_version_mismatch(client, meta, local_policy, token):
+def test_version_mismatch(client, token, assert_still_serves):
     for method, req in [("hello", P.HelloRequest(protocol_version=99, token=token)), ("infer", P.InferRequest(protocol_version=0, token=token))]:
         reply = raw_call(client, method, req.pack())
         assert reply["type"] == "error" and reply["code"] == "version_mismatch" and reply["field"] == "protocol_version"
         assert f"this server speaks {P.PROTOCOL_VERSION}" in reply["message"]
-    assert_still_serves(client, local_policy, meta)
+    assert_still_serves()
 
 
-def test_missing_and_wrong_token(server, client, meta, local_policy):
+def test_missing_and_wrong_token(server, meta, assert_still_serves):
     images, _ = random_observation(meta, 0)
     for bad_token, pattern in [(None, "requires a token"), ("wrong-token", "wrong token")]:
         with PolicyClient(server.address, token=bad_token, timeout_s=30, validate=False) as bad:
@@ -95,7 +102,7 @@ def test_missing_and_wrong_token(server, client, meta, local_policy):
                 bad.infer(images, seed=0)
             with pytest.raises(PolicyServerError, match=pattern):
                 bad.stats()
-    assert_still_serves(client, local_policy, meta)
+    assert_still_serves()
 
 
 @pytest.fixture(scope="module")
@@ -118,12 +125,12 @@ def bad_observations(meta):
 
 
 @pytest.mark.parametrize("case", range(5))
-def test_bad_observations_get_errors_naming_the_field(case, unchecked, client, meta, local_policy):
+def test_bad_observations_get_errors_naming_the_field(case, unchecked, meta, assert_still_serves):
     name, images, field, pattern = list(bad_observations(meta))[case]
     with pytest.raises(PolicyServerError, match=pattern) as e:
         unchecked.infer(images, seed=0)
     assert e.value.code == "invalid_field" and e.value.field == field, name
-    assert_still_serves(client, local_policy, meta)
+    assert_still_serves()
 
 
 def test_client_side_validation_catches_the_same_before_sending(client, meta):
@@ -135,7 +142,7 @@ def test_client_side_validation_catches_the_same_before_sending(client, meta):
     assert len(client.timings) == n  # nothing went over the wire
 
 
-def test_nan_and_inf_are_refused(unchecked, client, meta, local_policy):
+def test_nan_and_inf_are_refused(unchecked, meta, assert_still_serves):
     images, _ = random_observation(meta, 0)
     with pytest.raises(PolicyServerError, match="expected finite values, got 2 NaN/inf") as e:
         unchecked.infer(images, state={"q": np.array([0.0, np.nan, np.inf])}, seed=0)
@@ -145,16 +152,16 @@ def test_nan_and_inf_are_refused(unchecked, client, meta, local_policy):
     with pytest.raises(PolicyServerError, match="finite") as e:
         unchecked.predict_future(images, chunk, seed=0)
     assert e.value.field == "actions_raw"
-    assert_still_serves(client, local_policy, meta)
+    assert_still_serves()
 
 
-def test_oversize_message_is_refused(unchecked, client, meta, local_policy):
+def test_oversize_message_is_refused(unchecked, meta, assert_still_serves):
     images, _ = random_observation(meta, 0)
     big = np.zeros(1_300_000, np.uint8)  # over the server's --max-message-mb 1
     with pytest.raises(PolicyServerError, match=r"accepts at most 1048576 bytes") as e:
         unchecked.infer(images, state={"padding": big}, seed=0)
     assert e.value.code == "too_large"
-    assert_still_serves(client, local_policy, meta)
+    assert_still_serves()
 
 
 @pytest.mark.parametrize(
@@ -166,25 +173,25 @@ def test_oversize_message_is_refused(unchecked, client, meta, local_policy):
         ("hello message", "expected a message of type 'infer', got type 'hello'"),
     ],
 )
-def test_garbage_gets_a_bad_message_error(payload, pattern, client, meta, local_policy, token):
+def test_garbage_gets_a_bad_message_error(payload, pattern, client, token, assert_still_serves):
     if payload == "hello message":  # well-formed and authorised, but not an infer request
         payload = P.HelloRequest(token=token).pack()
     reply = raw_call(client, "infer", payload)
     assert reply["type"] == "error" and reply["code"] == "bad_message" and pattern in reply["message"]
-    assert_still_serves(client, local_policy, meta)
+    assert_still_serves()
 
 
-def test_forged_object_array_is_refused(client, meta, local_policy, token):
+def test_forged_object_array_is_refused(client, token, assert_still_serves):
     import msgpack
 
     forged = {"__ndarray__": 1, "dtype": "|O", "shape": [1], "data": b"\0" * 8}
     blob = msgpack.packb({"type": "infer", "protocol_version": P.PROTOCOL_VERSION, "token": token, "state": {"x": forged}}, use_bin_type=True)
     reply = raw_call(client, "infer", blob)
     assert reply["code"] == "bad_message" and "'|O' is not allowed" in reply["message"]
-    assert_still_serves(client, local_policy, meta)
+    assert_still_serves()
 
 
-def test_raw_zmq_garbage_does_not_stop_the_server(server, client, meta, local_policy):
+def test_raw_zmq_garbage_does_not_stop_the_server(server, assert_still_serves):
     ctx = zmq.Context.instance()
     sock = ctx.socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
@@ -193,7 +200,7 @@ def test_raw_zmq_garbage_does_not_stop_the_server(server, client, meta, local_po
     sock.send_multipart([b"", b"\xff\xfe", b"three frames"])
     time.sleep(0.2)
     sock.close()
-    assert_still_serves(client, local_policy, meta)
+    assert_still_serves()
 
 
 def test_unknown_method_is_a_clear_error(client):
@@ -204,14 +211,14 @@ def test_unknown_method_is_a_clear_error(client):
 
 # ---- concurrency -------------------------------------------------------------------------------
 def test_concurrent_requests_are_batched_and_identical_to_unbatched(meta, local_policy, overlapping_requests,
-                                                                    assert_batch_equal):
+                                                                    assert_same_result):
     n = 4
     obs = [random_observation(meta, 20 + i)[0] for i in range(n)]
     results = overlapping_requests(n, lambda client, i: client.infer(obs[i], seed=100 + i))
     for i, r in enumerate(results):
         actions, raw = expected_chunk(local_policy, obs[i], 100 + i)
         for got, want in ((r["raw"], raw), (r["actions"], actions)):
-            assert_batch_equal(got, want, f"request {i} (batch {r['server_timing']['batch_size']})")
+            assert_same_result(got, want, f"request {i} (batch {r['server_timing']['batch_size']})")
 
 
 def test_model_work_does_not_block_other_calls(server, client, meta, token):

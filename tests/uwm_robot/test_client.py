@@ -47,7 +47,7 @@ def expected_actions(local_policy, images, seed):
     return local_policy.infer({c: v[None] for c, v in images.items()}, seed=seed)["actions"][0]
 
 
-def test_client_works_in_a_process_without_torch(server, local_policy):
+def test_client_works_in_a_process_without_torch(server, local_policy, assert_same_result):
     meta = local_policy.metadata()
     images, _ = random_observation(meta, 3)
     code = textwrap.dedent(
@@ -68,10 +68,10 @@ def test_client_works_in_a_process_without_torch(server, local_policy):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=120)
     assert out.returncode == 0, out.stderr.decode()
     got = np.frombuffer(out.stdout, np.float32).reshape(16, 7)
-    assert np.array_equal(got, expected_actions(local_policy, images, 42))
+    assert_same_result(got, expected_actions(local_policy, images, 42))
 
 
-def test_calls_from_several_background_threads(server, local_policy, assert_batch_equal):
+def test_calls_from_several_background_threads(server, local_policy, assert_same_result):
     meta = local_policy.metadata()
     obs = [random_observation(meta, i)[0] for i in range(3)]
     results, errors = {}, []
@@ -90,7 +90,7 @@ def test_calls_from_several_background_threads(server, local_policy, assert_batc
             t.join()
     assert not errors, errors
     for i in range(3):
-        assert_batch_equal(results[i], expected_actions(local_policy, obs[i], i))  # the server may batch them
+        assert_same_result(results[i], expected_actions(local_policy, obs[i], i))  # the server may batch them
 
 
 def test_hello_from_a_thread_that_is_not_the_one_that_made_the_client(server):
@@ -172,14 +172,15 @@ def test_heartbeats_keep_a_long_call_alive_on_a_zerorpc_server():
         proc.wait()
 
 
-def test_reconnects_after_a_restart_and_refuses_a_different_model(server, checkpoint, local_policy, tmp_path):
+def test_reconnects_after_a_restart_and_refuses_a_different_model(server, checkpoint, local_policy, tmp_path,
+                                                                  assert_same_result):
     """Last in this module: restarts the module's server."""
     bind = server.address
     meta = local_policy.metadata()
     images, _ = random_observation(meta, 5)
     want = expected_actions(local_policy, images, 9)
     with PolicyClient(bind, timeout_s=5.0, retries=3, backoff_initial_s=0.05) as client:
-        assert np.array_equal(client.infer(images, seed=9)["actions"], want)
+        assert_same_result(client.infer(images, seed=9)["actions"], want)
         first_instance = client.server_info["instance"]
         assert server.stop() == 0
         with pytest.raises(PolicyConnectionError, match="no answer"):
@@ -187,7 +188,7 @@ def test_reconnects_after_a_restart_and_refuses_a_different_model(server, checkp
         assert client.reconnects == 3
         with LocalServer(checkpoint, bind=bind, log_path=tmp_path / "b.log"):
             # Same model after the restart: the client notices the new instance, re-checks hello, goes on.
-            assert np.array_equal(client.infer(images, seed=9)["actions"], want)
+            assert_same_result(client.infer(images, seed=9)["actions"], want)
             assert client.server_info["instance"] != first_instance
         other = make_preset_checkpoint("tiny", tmp_path / "other-model", seed=1, perturb=0.5)
         with LocalServer(other, bind=bind, log_path=tmp_path / "c.log"):

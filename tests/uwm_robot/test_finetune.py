@@ -184,7 +184,7 @@ def test_takeover_episodes_label_the_policy_only_with_the_operators_steps(init_c
     assert mask.tolist() == [start + 1 >= 10 for start in range(-1, 23)]  # a window's actions: start+1 ...
 
 
-def test_finetuned_checkpoint_round_trips_through_the_server(demo_root, init_ckpt, tmp_path):
+def test_finetuned_checkpoint_round_trips_through_the_server(demo_root, init_ckpt, tmp_path, assert_same_result):
     from policy_server.local import random_observation
     from uwm_robot.client import PolicyClient
     from uwm_robot.inference import UWMPolicy
@@ -203,7 +203,7 @@ def test_finetuned_checkpoint_round_trips_through_the_server(demo_root, init_ckp
         got = client.infer(images, timestamps=stamps, seed=5)
     want = local.infer({c: v[None] for c, v in images.items()}, seed=5)
     assert got["actions"].shape == (16, 7)
-    np.testing.assert_array_equal(got["actions"], want["actions"][0])
+    assert_same_result(got["actions"], want["actions"][0])
 
 
 def test_data_errors_are_clear(tmp_path, demo_root, init_ckpt):

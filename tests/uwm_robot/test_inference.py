@@ -68,7 +68,7 @@ def test_no_seed_draws_one_and_reports_it(policy):
     assert np.array_equal(policy.infer(obs, seed=out["seed"])["raw"], out["raw"])
 
 
-def test_infer_batch_equals_unbatched(policy, assert_batch_equal):
+def test_infer_batch_equals_unbatched(policy, assert_same_result):
     requests = [{"images": observation(policy, seed=i), "seed": 10 + i} for i in range(3)]
     requests.append((observation(policy, seed=7), None))  # tuple form, server-drawn seed
     batched = policy.infer_batch(requests)
@@ -76,8 +76,8 @@ def test_infer_batch_equals_unbatched(policy, assert_batch_equal):
     for req, got in zip(requests, batched):
         images = req["images"] if isinstance(req, dict) else req[0]
         alone = policy.infer(images, seed=got["seed"])
-        assert_batch_equal(got["raw"], alone["raw"], "batched raw actions differ from the unbatched call")
-        assert_batch_equal(got["actions"], alone["actions"])
+        assert_same_result(got["raw"], alone["raw"], "batched raw actions differ from the unbatched call")
+        assert_same_result(got["actions"], alone["actions"])
 
 
 def test_world_model_modes(policy):

@@ -95,7 +95,7 @@ def test_the_policy_conditions_on_the_normalised_state(ckpt):
         policy.infer({**images, **state_a, "q": np.zeros((1, 2, 6))}, seed=3)
 
 
-def test_the_server_requires_the_state_the_model_conditions_on(ckpt):
+def test_the_server_requires_the_state_the_model_conditions_on(ckpt, assert_same_result):
     from uwm_robot.client import PolicyClient, PolicyServerError
     from uwm_robot.local_server import LocalServer
 
@@ -114,7 +114,7 @@ def test_the_server_requires_the_state_the_model_conditions_on(ckpt):
         # Other state keys (the client sends the whole robot state) are logged, not refused.
         got = client.infer(images, timestamps=stamps, state={**state, "ee_quat": np.zeros((2, 4))}, seed=1)
     want = local.infer({**{c: v[None] for c, v in images.items()}, **{k: v[None] for k, v in state.items()}}, seed=1)
-    np.testing.assert_array_equal(got["actions"], want["actions"][0])
+    assert_same_result(got["actions"], want["actions"][0])
 
 
 def test_the_client_history_stacks_the_robot_state_with_its_frames():
