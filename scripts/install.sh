@@ -20,7 +20,14 @@ if ! $PY -c "import torch" >/dev/null 2>&1; then
   echo "[install] torch==2.13.0 (CPU)"
   $PY -m pip install -q torch==2.13.0
 fi
-if ! $PY -c "import uwm_robot, policy_server, robot_client" >/dev/null 2>&1 || [ pyproject.toml -nt .install-stamp ]; then
+# Imported from outside the checkout (the checkout itself is on sys.path for `python -c`) and from
+# this checkout: an editable install of another clone would leave scripts/ without the packages.
+installed_here() {
+  local here=$PWD
+  (cd / && $PY -c 'import pathlib, sys, uwm_robot, policy_server, robot_client
+sys.exit(pathlib.Path(uwm_robot.__file__).resolve().parents[1] != pathlib.Path(sys.argv[1]).resolve())' "$here") >/dev/null 2>&1
+}
+if ! installed_here || [ pyproject.toml -nt .install-stamp ]; then
   echo "[install] uwm-franka (editable) + dev extras"
   $PY -m pip install -q -e ".[dev]"
   touch .install-stamp
