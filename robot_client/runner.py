@@ -120,6 +120,7 @@ def fan_out(observers: list, method: str):
 def run_sim_trial(spec: TrialSpec, policy, metadata: dict, settings: ClientSettings, estop: EStop,
                   realtime: bool = False, record: bool = True, live_view=None, takeover=None) -> EpisodeResult:
     from robot_client.sim.env import SimEnv
+    from robot_client.sim.object_log import ObjectStateLog
 
     shapes = camera_shapes(metadata)
     h, w = next(iter(shapes.values()))
@@ -131,8 +132,9 @@ def run_sim_trial(spec: TrialSpec, policy, metadata: dict, settings: ClientSetti
             takeover.start_trial(env)
         max_steps = spec.max_steps or int(task.max_duration_s * task.control_hz)
         cfg = loop_config(settings, task.control_hz, max_steps, lockstep=(mode == "lockstep"), seed=spec.seed * 1000)
-        recorder = None
+        recorder = objects = None
         if record:
+            objects = ObjectStateLog(env.world)
             recorder = make_recorder(spec, metadata, shapes, {
                 "instruction": task.instruction, "robot": "sim", "sim_mode": mode,
                 "initial_state": env.initial_state, "calibration": None}, cfg)
@@ -141,13 +143,14 @@ def run_sim_trial(spec: TrialSpec, policy, metadata: dict, settings: ClientSetti
         loop = ControlLoop(env.robot, env.gripper, env.cameras, clock, policy,
                            make_action_path("cartesian_velocity", SafetyMonitor(settings.safety)), cfg, shapes,
                            n_obs_steps=int(metadata.get("n_obs_steps", 2)), estop=estop, success_check=env.check_success,
-                           on_step=fan_out([recorder, live_view], "on_step"),
+                           on_step=fan_out([recorder, objects, live_view], "on_step"),
                            on_chunk=fan_out([recorder, live_view], "on_chunk"), takeover=takeover)
         t0 = time.monotonic()
         result = loop.run()
         result.stats["wall_s"] = time.monotonic() - t0
         if recorder:
             check = env.success
+            objects.save(recorder.directory)  # before finish(): a finished episode has all its files
             recorder.finish(success=result.success, decided_by="sim_check", reason=result.reason, stats=result.stats,
                             extra={"task_progress": {"stage": check.stage, "stages": list(check.stages),
                                                      "reached": list(check.stages[:check.stage])},

@@ -16,6 +16,8 @@ One directory per episode, written by `robot_client.recording.EpisodeWriter`:
       raw/<cam>.rgb      optional (save_raw_frames): uint8 HxWx3 RGB per step, fixed record size,
                          written before the step record, so every readable step has its frames.
       thumbs/<cam>_{first,last}.png   written at finish.
+      object_state.npz   sim trials only: the objects' ground truth per step (hinge angles, free
+                         bodies' positions), `robot_client.sim.object_log`.
 
 A crashed episode (SIGKILL, power cut after the kernel wrote the data) reads back with every
 flushed step; `Episode.finished` is False and its meta has no outcome.

@@ -4,8 +4,10 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
+from robot_client.sim.object_log import load_object_state
 
 
 
@@ -34,6 +36,9 @@ def test_eval_reports_resumes_and_reruns_unfinished_trials(tiny_checkpoint, tmp_
             chunks = [json.loads(line) for line in (trial / "chunks.jsonl").read_text().splitlines()]
             assert all(c["meta"]["inpainted_rows"] > 0 for c in chunks[1:])  # each on the one in flight
             assert meta["num_chunks"] >= 3
+            objects = load_object_state(trial)  # the sim's ground truth, step by step
+            assert len(objects["t"]) == meta["num_steps"] and objects["cup"].shape == (meta["num_steps"], 3)
+            assert np.all(np.abs(objects["lid_hinge"]) < 0.06)  # 12 ticks: still shut
     report = (out / "report.md").read_text()
     assert "rice_cooker" in report and "C1" in report and "0/2" in report
     assert "actions executed per chunk (execute_k): 5" in report
