@@ -53,7 +53,8 @@ class ObjectStateLog:
                           else np.zeros(0))
 
     def save(self, directory: str | Path) -> Path:
-        rows = np.array(self._rows, dtype=np.float64).reshape(len(self._rows), -1)
+        width = sum(size for _, _, size in self._fields)
+        rows = np.array(self._rows, dtype=np.float64).reshape(len(self._rows), width)  # (0, width) if no tick ran
         arrays, col = {"t": np.array(self._t, dtype=np.float64)}, 0
         for name, _, size in self._fields:
             arrays[name] = rows[:, col] if size == 1 else rows[:, col:col + size]

@@ -26,6 +26,13 @@ def test_the_log_follows_the_lid_and_the_cup_and_leaves_out_the_robot(tmp_path):
     np.testing.assert_allclose(got["cup"][:, :2], np.tile(cup_xy, (3, 1)), atol=1e-6)
 
 
+def test_a_trial_stopped_before_its_first_tick_still_saves(tmp_path):
+    with SimEnv("rice_cooker", seed=0, camera_names=()) as env:
+        ObjectStateLog(env.world).save(tmp_path)
+    got = load_object_state(tmp_path)
+    assert got["t"].shape == (0,) and got["lid_hinge"].shape == (0,) and got["cup"].shape == (0, 3)
+
+
 def test_an_episode_without_the_file_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="no object state"):
         load_object_state(tmp_path)
