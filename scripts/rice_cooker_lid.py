@@ -15,11 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from robot_client.sim.object_log import OBJECT_STATE_FILE, load_object_state
-from robot_client.tasks.rice_cooker import OPEN_ANGLE
+from robot_client.tasks.rice_cooker import CAVITY_CENTRE, CAVITY_HALF, OPEN_ANGLE, STAYS_OPEN_ANGLE
 
 SHUT_ANGLE = 0.3  # rad: fallen shut (gravity takes a lid down from about 1.3 rad)
-# The pot's cavity in the cooker frame (the `cavity` site: centre 0.08 m up, half sizes 0.09, 0.09, 0.06).
-CAVITY_CENTRE, CAVITY_HALF = np.array([0.0, 0.0, 0.08]), np.array([0.09, 0.09, 0.06])
 
 
 def lid_story(episode: Path) -> dict:
@@ -27,7 +25,7 @@ def lid_story(episode: Path) -> dict:
     objects = load_object_state(episode)
     lid, cup = objects["lid_hinge"], objects["cup"]
     cooker = np.array([*meta["initial_state"]["cooker_xy"], 0.0])
-    cup_in = np.all(np.abs(cup - cooker - CAVITY_CENTRE) <= CAVITY_HALF, axis=1)
+    cup_in = np.all(np.abs(cup - cooker - np.array(CAVITY_CENTRE)) <= np.array(CAVITY_HALF), axis=1)
     opened = np.flatnonzero(lid > OPEN_ANGLE)
     story = {"success": bool((meta.get("outcome") or {}).get("success")), "opened": len(opened) > 0,
              "fell_shut": False, "rest_angle": None}
@@ -55,7 +53,7 @@ def main() -> None:
                 f"{len(opened)}, fell shut again before the cup was in {sum(s['fell_shut'] for s in opened)}")
         if len(rest):
             line += (f"; rest angle after the first pull: median {np.median(rest):.2f} rad "
-                     f"(min {rest.min():.2f}, {np.sum(rest < 1.4)} below 1.4)")
+                     f"(min {rest.min():.2f}, {np.sum(rest < STAYS_OPEN_ANGLE)} below {STAYS_OPEN_ANGLE})")
         print(line)
 
 

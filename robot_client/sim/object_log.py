@@ -39,6 +39,8 @@ class ObjectStateLog:
             else:
                 continue
             self._fields.append((name or f"joint{j}", int(model.jnt_qposadr[j]), size))
+        # qpos indices of every field, in order: one gather per tick
+        self._index = np.array([adr + k for _, adr, size in self._fields for k in range(size)], dtype=np.intp)
         self._t: list[float] = []
         self._rows: list[np.ndarray] = []
 
@@ -47,14 +49,11 @@ class ObjectStateLog:
         return [name for name, _, _ in self._fields]
 
     def on_step(self, record, frames=None) -> None:
-        qpos = self._data.qpos
         self._t.append(float(record.t))
-        self._rows.append(np.concatenate([qpos[adr:adr + size] for _, adr, size in self._fields]) if self._fields
-                          else np.zeros(0))
+        self._rows.append(self._data.qpos[self._index])  # fancy indexing: a copy, not a view
 
     def save(self, directory: str | Path) -> Path:
-        width = sum(size for _, _, size in self._fields)
-        rows = np.array(self._rows, dtype=np.float64).reshape(len(self._rows), width)  # (0, width) if no tick ran
+        rows = np.array(self._rows, dtype=np.float64).reshape(len(self._rows), len(self._index))  # (0, width) if no tick ran
         arrays, col = {"t": np.array(self._t, dtype=np.float64)}, 0
         for name, _, size in self._fields:
             arrays[name] = rows[:, col] if size == 1 else rows[:, col:col + size]

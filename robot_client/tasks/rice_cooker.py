@@ -17,6 +17,7 @@ STAYS_OPEN_ANGLE = 1.4  # hinge friction holds a lid let go of from about 1.3 ra
 # 14 let go at 1.45-1.69, where the lid stays open.
 PULL_TO = LID_STOP
 CUP_HALF_HEIGHT = 0.03
+CAVITY_CENTRE, CAVITY_HALF = (0.0, 0.0, 0.08), (0.09, 0.09, 0.06)  # the pot's inside, cooker frame (a site)
 
 
 class RiceCookerCheck(SuccessCheck):
@@ -76,14 +77,14 @@ class RiceCookerTask(Task):
     <material name="cup" rgba="0.2 0.55 0.85 1"/>"""
 
     def bodies_xml(self) -> str:
-        return """
+        return f"""
     <body name="cooker" pos="0.45 0.2 0">
       <geom class="obj" type="box" size="0.11 0.11 0.01" pos="0 0 0.01" material="cooker_body"/>
       <geom class="obj" type="box" size="0.11 0.01 0.07" pos="0 0.1 0.07" material="cooker_body"/>
       <geom class="obj" type="box" size="0.11 0.01 0.07" pos="0 -0.1 0.07" material="cooker_body"/>
       <geom class="obj" type="box" size="0.01 0.09 0.07" pos="0.1 0 0.07" material="cooker_body"/>
       <geom class="obj" type="box" size="0.01 0.09 0.07" pos="-0.1 0 0.07" material="cooker_body"/>
-      <site name="cavity" type="box" size="0.09 0.09 0.06" pos="0 0 0.08" group="4"/>
+      <site name="cavity" type="box" size="{' '.join(map(str, CAVITY_HALF))}" pos="{' '.join(map(str, CAVITY_CENTRE))}" group="4"/>
       <body name="lid" pos="0.11 0 0.14">
         <joint name="lid_hinge" type="hinge" axis="0 1 0" range="-0.05 1.7" damping="0.1" frictionloss="0.05"/>
         <geom class="obj" type="box" size="0.11 0.11 0.01" pos="-0.11 0 0.01" mass="0.2" material="cooker_lid"/>
