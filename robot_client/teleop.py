@@ -476,13 +476,15 @@ class ExpertTakeover:
     `intervention`) label the policy's own mistakes with the way out. It keeps the arm for the rest of
     the trial, or with `hand_back` until the stage it took over for is reached: then the policy drives
     the later stages from where the expert left them, and their mistakes get labels too (else a policy
-    that stalls early is never seen, nor labelled, in the later stages)."""
+    that stalls early is never seen, nor labelled, in the later stages). `off_course=False`: only
+    stalls count, so the policy is left to commit to (and finish or fail) its own approach."""
 
-    def __init__(self, stall_s: float = 15.0, hand_back: bool = False):
+    def __init__(self, stall_s: float = 15.0, hand_back: bool = False, off_course: bool = True):
         if stall_s <= 0:
             raise ValueError(f"stall_s must be > 0 s, got {stall_s}")
         self.stall_s = stall_s
         self.hand_back = hand_back
+        self.off_course = off_course
         self.device = ExpertDevice(resume=True)
         self.env = None
         self.takeovers: list[dict] = []  # this trial's: {"t", "reason", "stage"[, "handed_back_t"]}
@@ -535,4 +537,4 @@ class ExpertTakeover:
         if now - self._stage_since > self.stall_s:
             stages = self.env.success.stages
             return f"no progress for {self.stall_s:g} s (next: {stages[stage] if stage < len(stages) else 'success'})"
-        return self.env.task.off_course(self.env)
+        return self.env.task.off_course(self.env) if self.off_course else None

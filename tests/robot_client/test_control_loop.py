@@ -178,6 +178,25 @@ def test_expert_takeover_finishes_a_stalled_trial_and_tags_its_steps(env):
         ExpertTakeover().start_trial(None)
 
 
+def test_expert_takeover_stall_only_ignores_the_task_calling_the_policy_off_course(env, monkeypatch):
+    """The task's off-course rule fires every tick here; by default the expert takes the arm at once,
+    with `off_course=False` only the stall (1 s of no progress) hands it over."""
+    from robot_client.teleop import ExpertTakeover
+
+    monkeypatch.setattr(env.task, "off_course", lambda env: "hand 3.0 cm off the cup at 0.02 m above it")
+    taken_at = {}
+    for off_course in (True, False):
+        takeover = ExpertTakeover(stall_s=1.0, off_course=off_course)
+        takeover.start_trial(env)
+        ticks = 0
+        while takeover.action() is None:
+            env.clock.sleep(1 / 15)  # the sim advances; the policy commands nothing
+            ticks += 1
+        taken_at[off_course] = (ticks, takeover.reason)
+    assert taken_at[True] == (0, "hand 3.0 cm off the cup at 0.02 m above it")
+    assert 14 <= taken_at[False][0] <= 17 and taken_at[False][1].startswith("no progress for 1 s")
+
+
 def test_expert_takeover_with_hand_back_returns_the_arm_after_each_stage(env):
     """`hand_back`: the expert keeps the arm only until the stage it took over for is reached; the
     policy then drives the next stage (untagged, from the policy's own chunks) until it stalls again."""

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from robot_client.ik import DLSInverseKinematics, PandaKinematics
+from robot_client.ik import DLSConfig, DLSInverseKinematics, PandaKinematics
 from robot_client.sim import panda_mjcf as panda
 
 
@@ -44,3 +44,22 @@ def test_bad_input_names_what_was_expected(ik):
         ik.solve([0.3, 0.0, 0.4], [0, 0, 0, 1], panda.HOME_Q[:6])
     with pytest.raises(ValueError, match="finite"):
         ik.solve([np.nan, 0.0, 0.4], [0, 0, 0, 1], panda.HOME_Q)
+
+
+def test_nullspace_pull_brings_the_elbow_back_toward_home_while_the_hand_tracks():
+    # A posture off home only in the arm's redundancy (same hand pose family), then a streamed
+    # 10 cm move: the pull toward home must undo some of that posture without costing hand accuracy.
+    start = panda.HOME_Q + np.array([0.4, 0.0, -0.4, 0.0, 0.0, 0.0, 0.0])
+    kin = PandaKinematics()
+    pos0, quat = kin.forward_kinematics(start)
+
+    def stream(config):
+        solver = DLSInverseKinematics(kin, config)
+        q = start.copy()
+        for i in range(1, 21):
+            result = solver.solve(pos0 + np.array([0.005 * i, 0.0, 0.0]), quat, q)
+            assert result.success
+            q = result.q
+        return np.linalg.norm(q - panda.HOME_Q)
+
+    assert stream(DLSConfig()) < 0.8 * stream(DLSConfig(nullspace_gain=0.0))
