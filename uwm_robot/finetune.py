@@ -29,7 +29,8 @@ from torch import nn
 
 from .checkpoint import build_model, load_checkpoint, save_checkpoint
 from .config import ModelConfig, preset
-from .training_data import WindowDataset, cached_latents, load_training_data
+from .normalizer import NormalizerSet
+from .training_data import WindowDataset, actions_beyond_range, cached_latents, load_training_data
 
 STATE_FILE = "train_state.pt"
 METRICS_FILE = "metrics.jsonl"
@@ -58,6 +59,15 @@ class FinetuneConfig:
     amp: str = "auto"  # auto: bf16 on CUDA, off on CPU (`bf16` also pays on CPUs with AVX512-BF16/AMX)
     fp16_checkpoint: bool = False  # halve the served checkpoint (the training state stays fp32)
     threads: int | None = None
+    # data: min-max statistics of --data (the official recipe, right for a new task); init: keep the
+    # --init checkpoint's, so a later round on the same task keeps the action space the policy learnt.
+    normalizer: str = "data"
+
+    def __post_init__(self):
+        if self.normalizer not in ("data", "init"):
+            raise ValueError(f"normalizer must be 'data' or 'init', got {self.normalizer!r}")
+        if self.normalizer == "init" and not self.init:
+            raise ValueError("normalizer 'init' keeps the --init checkpoint's statistics: give --init")
 
 
 class TrainStep(nn.Module):
@@ -117,13 +127,15 @@ def pick_device(name: str) -> torch.device:
 
 
 # ---- model / state ---------------------------------------------------------------------------------
-def initial_model(cfg: FinetuneConfig) -> tuple[nn.Module, ModelConfig, dict]:
+def initial_model(cfg: FinetuneConfig) -> tuple[nn.Module, ModelConfig, dict, NormalizerSet | None]:
+    """The model to train, its config, where it came from (for meta.json) and its normaliser (None: fresh)."""
     if cfg.init:
         loaded = load_checkpoint(cfg.init)
-        return loaded.model.float(), loaded.config, {"init": str(cfg.init), "init_hash": loaded.meta.get("checkpoint_hash")}
+        source = {"init": str(cfg.init), "init_hash": loaded.meta.get("checkpoint_hash")}
+        return loaded.model.float(), loaded.config, source, loaded.normalizer
     model_cfg = preset(cfg.preset)
     torch.manual_seed(cfg.seed)
-    return build_model(model_cfg), model_cfg, {"init": f"preset:{cfg.preset}"}
+    return build_model(model_cfg), model_cfg, {"init": f"preset:{cfg.preset}"}, None
 
 
 def plot_losses(metrics_path: Path, png_path: Path) -> None:
@@ -169,13 +181,20 @@ def finetune(cfg: FinetuneConfig, progress: bool = True) -> Path:
     if dist_info.main:
         out.mkdir(parents=True, exist_ok=True)
 
-    model, model_cfg, source = initial_model(cfg)
+    model, model_cfg, source, init_normalizer = initial_model(cfg)
     model.to(device)
     say = (lambda *a: print("[finetune]", *a, flush=True)) if dist_info.main else (lambda *a: None)
     bar = (lambda it, **kw: tqdm(it, **kw)) if (progress and dist_info.main) else (lambda it, **kw: it)
 
     episodes, normalizer = load_training_data(cfg.data, model_cfg, cfg.video_data,
                                               progress=lambda x: bar(x, desc="reading episodes", unit="ep"))
+    if cfg.normalizer == "init":
+        normalizer = init_normalizer
+        beyond = actions_beyond_range(normalizer, episodes)
+        if beyond:
+            say(f"WARNING: the kept normaliser ({cfg.init}) does not cover these action dimensions of the data "
+                f"(share of values past its range): {beyond}; the sampler clips at its edges, so the policy "
+                f"cannot reach them (--normalizer data refits)")
 
     def autocast():
         return torch.autocast(device.type, dtype=torch.bfloat16) if use_bf16 else contextlib.nullcontext()
@@ -307,6 +326,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="auto: bf16 autocast on CUDA, fp32 on CPU; bf16 on CPU is ~1.6x faster where AVX512-BF16 exists")
     p.add_argument("--fp16-checkpoint", action="store_true", help="store the served weights as float16")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    p.add_argument("--normalizer", choices=["data", "init"], default=d.normalizer,
+                   help="data: min-max statistics of --data (the official recipe); init: keep the --init "
+                        "checkpoint's (a later round on the same task: the action space stays the one it learnt)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -315,7 +337,8 @@ def run(args: argparse.Namespace) -> int:
         steps=args.steps, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
         warmup_steps=args.warmup_steps, scheduler=args.scheduler, clip_grad_norm=args.clip_grad_norm,
         ema_decay=args.ema_decay, save_every=args.save_every, log_every=args.log_every, seed=args.seed,
-        device=args.device, amp=args.amp, fp16_checkpoint=args.fp16_checkpoint, threads=args.threads)
+        device=args.device, amp=args.amp, fp16_checkpoint=args.fp16_checkpoint, threads=args.threads,
+        normalizer=args.normalizer)
     finetune(cfg)
     return 0
 

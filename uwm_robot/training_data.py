@@ -123,6 +123,17 @@ def fit_normalizer(episodes: list[TrainingEpisode], cfg: ModelConfig) -> Normali
     return NormalizerSet(LinearNormalizer.from_data(np.concatenate(rows)), lowdim)
 
 
+def actions_beyond_range(normalizer: NormalizerSet, episodes: list[TrainingEpisode], tolerance: float = 0.02) -> dict[int, float]:
+    """Action dimensions whose labelled values fall past a kept normaliser's [-1, 1] (beyond `tolerance`):
+    {dimension: share of its values}, empty when the normaliser covers the data."""
+    rows = [e.actions[np.isfinite(e.actions).all(axis=1)] for e in episodes if e.actions is not None]
+    if not rows:
+        return {}
+    outside = np.abs(normalizer.action.normalize(np.concatenate(rows))) > 1.0 + tolerance
+    share = outside.mean(axis=0)
+    return {int(d): round(float(share[d]), 4) for d in np.flatnonzero(share)}
+
+
 # ---- latent cache ------------------------------------------------------------------------------------
 def vae_fingerprint(model, cfg: ModelConfig) -> str:
     """Changes when the VAE weights or the preprocessing that feeds it change."""

@@ -206,6 +206,29 @@ def test_finetuned_checkpoint_round_trips_through_the_server(demo_root, init_ckp
     assert_same_result(got["actions"], want["actions"][0])
 
 
+def test_normalizer_init_keeps_the_init_checkpoints_statistics(demo_root, init_ckpt, tmp_path, capsys):
+    """A later round on the same task keeps the action space the policy learnt (`--normalizer init`);
+    the default refits min-max statistics on --data, as the official recipe does for a new task."""
+    from uwm_robot.normalizer import LinearNormalizer, NormalizerSet
+    from uwm_robot.training_data import actions_beyond_range
+
+    kept = load_checkpoint(init_ckpt).normalizer
+    episodes, fitted = load_training_data([demo_root], CFG)
+    assert fitted.to_dict() != kept.to_dict()  # otherwise this test could not tell the two apart
+    for mode, want in (("init", kept), ("data", fitted)):
+        ckpt = finetune(small_run(tmp_path / mode, [demo_root], init_ckpt, steps=1, normalizer=mode), progress=False)
+        assert load_checkpoint(ckpt).normalizer.to_dict() == want.to_dict()
+    assert "does not cover" not in capsys.readouterr().out  # the synthetic actions lie within [-1, 1]
+
+    dim = kept.action.dim
+    narrow = NormalizerSet(LinearNormalizer(np.full(dim, 0.1), np.zeros(dim)), kept.lowdim)
+    beyond = actions_beyond_range(narrow, episodes)
+    assert beyond and all(0 < share <= 1 for share in beyond.values())
+    assert actions_beyond_range(fitted, episodes) == {}
+    with pytest.raises(ValueError, match="give --init"):
+        FinetuneConfig(data=[str(demo_root)], out=str(tmp_path / "x"), normalizer="init")
+
+
 def test_data_errors_are_clear(tmp_path, demo_root, init_ckpt):
     from uwm_robot.training_data import TrainingDataError
 
