@@ -192,8 +192,9 @@ def finetune(cfg: FinetuneConfig, progress: bool = True) -> Path:
         normalizer = init_normalizer
         beyond = actions_beyond_range(normalizer, episodes)
         if beyond:
+            shares = ", ".join(f"{d}: {v * 100:.2g}%" for d, v in beyond.items())
             say(f"WARNING: the kept normaliser ({cfg.init}) does not cover these action dimensions of the data "
-                f"(share of values past its range): {beyond}; the sampler clips at its edges, so the policy "
+                f"(share of values past its range) {shares}; the sampler clips at its edges, so the policy "
                 f"cannot reach them (--normalizer data refits)")
 
     def autocast():

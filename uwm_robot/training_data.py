@@ -131,7 +131,7 @@ def actions_beyond_range(normalizer: NormalizerSet, episodes: list[TrainingEpiso
         return {}
     outside = np.abs(normalizer.action.normalize(np.concatenate(rows))) > 1.0 + tolerance
     share = outside.mean(axis=0)
-    return {int(d): round(float(share[d]), 4) for d in np.flatnonzero(share)}
+    return {int(d): float(share[d]) for d in np.flatnonzero(share)}
 
 
 # ---- latent cache ------------------------------------------------------------------------------------
