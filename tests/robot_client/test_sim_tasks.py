@@ -56,11 +56,16 @@ def _grasp_commands(actions) -> int:
     return int((closed[1:] & ~closed[:-1]).sum())
 
 
+# The plain expert fails a few seeds in a hundred (docs/results.md), seed 0 among them under mujoco 4;
+# the comparisons with it need a seed where it succeeds.
+COMPARE_SEED = 1
+
+
 def test_rice_cooker_expert_recovers_from_a_practice_miss():
     """The first cup grasp aimed off on purpose closes on nothing; the expert re-opens, re-aims and succeeds."""
-    with SimEnv("rice_cooker", seed=0, camera_names=()) as env:
+    with SimEnv("rice_cooker", seed=COMPARE_SEED, camera_names=()) as env:
         plain = env.task.expert(env).run(record=True)
-    with SimEnv("rice_cooker", seed=0, camera_names=()) as env:
+    with SimEnv("rice_cooker", seed=COMPARE_SEED, camera_names=()) as env:
         practised = env.task.expert(env, practice_miss_prob=1.0).run(record=True)
     assert plain.success and practised.success
     # bar, cup, closed-finger push: one grasp more for the retry
@@ -73,7 +78,7 @@ def _descent_to_cup(off_centre_prob: float) -> tuple[bool, np.ndarray]:
     """(success, rows of [flange height, flange xy distance from the cup]) from the first time the hand is
     within 8 cm of the cup down to its lowest point there (the grasp)."""
     rows = []
-    with SimEnv("rice_cooker", seed=0, camera_names=()) as env:
+    with SimEnv("rice_cooker", seed=COMPARE_SEED, camera_names=()) as env:
         cup = np.asarray(env.initial_state["cup_xy"])
 
         def on_step(step, action):
@@ -93,7 +98,8 @@ def test_rice_cooker_expert_steers_back_from_an_off_centre_approach():
     off_ok, off = _descent_to_cup(1.0)
     assert plain_ok and off_ok
     band = lambda rows, lo, hi: rows[(rows[:, 0] > lo) & (rows[:, 0] < hi), 1]  # noqa: E731
-    assert band(off, 0.235, 0.26).max() > 0.035 and band(plain, 0.235, 0.26).max() < 0.02  # arrival height
+    arrival_off, arrival_plain = band(off, 0.235, 0.26).max(), band(plain, 0.235, 0.26).max()
+    assert arrival_plain < 0.02 and arrival_off > arrival_plain + 0.01  # arrival height: 1.5-4 cm off on purpose
     assert band(off, 0.19, 0.21).max() < 0.01 and band(plain, 0.19, 0.21).max() < 0.01  # half way down
     assert off[-1, 1] < 0.008 and plain[-1, 1] < 0.008  # the grasp
     with SimEnv("rice_cooker", seed=0, camera_names=()) as env, pytest.raises(ValueError, match="off_centre_prob"):
