@@ -116,17 +116,24 @@ def fit_normalizer(episodes: list[TrainingEpisode], cfg: ModelConfig) -> Normali
     """Min-max statistics of every action (the official normaliser) and of every low-dim input the
     action-labelled episodes hold."""
     labelled = [e for e in episodes if e.actions is not None]
-    rows = [r for r in (e.actions[np.isfinite(e.actions).all(axis=1)] for e in labelled) if len(r)]
+    rows = labelled_action_rows(labelled)
     if not rows:
         raise TrainingDataError("no episode has actions: at least one action-labelled episode is needed")
     lowdim = {key: LinearNormalizer.from_data(np.concatenate([e.state[key] for e in labelled])) for key in cfg.low_dim_keys}
     return NormalizerSet(LinearNormalizer.from_data(np.concatenate(rows)), lowdim)
 
 
+def labelled_action_rows(episodes: list[TrainingEpisode]) -> list[np.ndarray]:
+    """Per episode with actions, its labelled steps (finite rows; a takeover episode leaves the
+    policy's own steps unlabelled), leaving out episodes with none."""
+    rows = (e.actions[np.isfinite(e.actions).all(axis=1)] for e in episodes if e.actions is not None)
+    return [r for r in rows if len(r)]
+
+
 def actions_beyond_range(normalizer: NormalizerSet, episodes: list[TrainingEpisode], tolerance: float = 0.02) -> dict[int, float]:
     """Action dimensions whose labelled values fall past a kept normaliser's [-1, 1] (beyond `tolerance`):
     {dimension: share of its values}, empty when the normaliser covers the data."""
-    rows = [e.actions[np.isfinite(e.actions).all(axis=1)] for e in episodes if e.actions is not None]
+    rows = labelled_action_rows(episodes)
     if not rows:
         return {}
     outside = np.abs(normalizer.action.normalize(np.concatenate(rows))) > 1.0 + tolerance
