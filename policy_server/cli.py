@@ -103,7 +103,7 @@ def ready_line(endpoint: str, meta: dict, service_info: dict, warmup_s: float) -
         f"READY {endpoint} checkpoint={meta['checkpoint_id']} hash={meta['checkpoint_hash'][:12]} "
         f"cameras={','.join(meta['cameras'])} image={h}x{w} n_obs={meta['n_obs_steps']} "
         f"chunk={meta['action_len']}x{meta['action_dim']} action_space={meta['action_space']} "
-        f"horizon={meta['executed_horizon']} rate={meta['control_rate_hz']:g}Hz ddim={meta['ddim_steps']} "
+        f"horizon={meta['executed_horizon']} rate={meta['control_rate_hz']:g}Hz ddim={meta['ddim_steps']} samples={meta.get('samples_per_chunk', 1)} "
         f"device={meta['device']} protocol={PROTOCOL_VERSION} auth={service_info['auth']} "
         f"max_batch={service_info['max_batch']} warmup={warmup_s:.2f}s"
     )
@@ -122,6 +122,8 @@ def _serve(args: argparse.Namespace) -> int:
     endpoint = zmq_endpoint(args.bind)
     if args.max_batch < 1:
         raise UserError(f"--max-batch must be >= 1, got {args.max_batch}")
+    if args.samples < 1:
+        raise UserError(f"--samples must be >= 1 (chunks sampled per request), got {args.samples}")
 
     import gevent
     import torch
@@ -141,7 +143,8 @@ def _serve(args: argparse.Namespace) -> int:
     # Decoded frames are read-only views of the received message; the model only reads them.
     warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
     try:
-        policy = UWMPolicy.load(args.checkpoint, device=args.device, fast=not args.plain, config_path=args.config)
+        policy = UWMPolicy.load(args.checkpoint, device=args.device, fast=not args.plain, config_path=args.config,
+                                samples=args.samples)
     except (CheckpointError, ConfigError) as e:
         raise UserError(str(e)) from None
     max_bytes = int(args.max_message_mb * (1 << 20))
@@ -182,6 +185,8 @@ def register_serve(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-window-ms", type=float, default=2.0, help="how long a request waits for batch partners (default 2)")
     p.add_argument("--max-message-mb", type=float, default=DEFAULT_MAX_MESSAGE_BYTES / (1 << 20), help="request size limit (MiB)")
     p.add_argument("--heartbeat", type=float, default=5.0, help="zerorpc heartbeat period (s)")
+    p.add_argument("--samples", type=int, default=1,
+                   help="chunks sampled per request; the medoid (the one nearest the others) is returned (default 1)")
     p.add_argument("--plain", action="store_true", help="use the plain diffusers sampling path instead of the fast one")
     p.add_argument("--warmup-batches", action="store_true", help="also warm up a full batch (--max-batch)")
     p.set_defaults(func=_serve)

@@ -32,6 +32,8 @@ def _common_policy_args(p: argparse.ArgumentParser) -> None:
                    help="actions executed per 16-action chunk before the next takes over (default from config)")
     p.add_argument("--inpaint", action="store_true",
                    help="ask for chunks inpainted on the actions still in flight (control.inpaint; RTC-style)")
+    p.add_argument("--samples", type=int, default=None,
+                   help="loopback server: chunks sampled per request, the medoid executed (default from config: 1)")
 
 
 def _policy_settings(args: argparse.Namespace):
@@ -44,6 +46,10 @@ def _policy_settings(args: argparse.Namespace):
         control = dataclasses.replace(control, execute_k=args.execute_k)
     if args.inpaint:
         control = dataclasses.replace(control, inpaint=True)
+    if args.samples is not None:
+        if args.samples < 1:
+            raise SystemExit(f"--samples must be >= 1 (chunks sampled per request), got {args.samples}")
+        settings = dataclasses.replace(settings, samples=args.samples)
     return dataclasses.replace(settings, control=control)
 
 

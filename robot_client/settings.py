@@ -26,6 +26,7 @@ class ClientSettings:
     server: str | None = None
     default_checkpoint: str = "checkpoints/rice_cooker_tiny"
     device: str = "cpu"
+    samples: int = 1  # embedded server: chunks sampled per request, the medoid executed (policy_server --samples)
     out_root: str = "rollouts"
     control: LoopConfig = field(default_factory=LoopConfig)  # per trial, the task sets rate and length
     sim: SimSettings = field(default_factory=SimSettings)

@@ -57,8 +57,11 @@ class UWMPolicy:
     """A UWM checkpoint with its normaliser and action codec; every method is thread-compatible
     (one caller at a time: the server runs it on one worker thread)."""
 
-    def __init__(self, loaded: LoadedCheckpoint, fast: bool = True, **fast_options: Any):
+    def __init__(self, loaded: LoadedCheckpoint, fast: bool = True, samples: int = 1, **fast_options: Any):
+        if samples < 1:
+            raise ValueError(f"samples: expected at least 1 chunk per request, got {samples}")
         self.loaded = loaded
+        self.samples = int(samples)
         self.config: ModelConfig = loaded.config
         self.model = loaded.model
         self.normalizer = loaded.normalizer
@@ -80,10 +83,12 @@ class UWMPolicy:
         dtype: torch.dtype | None = None,
         config_path: str | Path | None = None,
         verify: bool = False,
+        samples: int = 1,
         **fast_options: Any,
     ) -> "UWMPolicy":
         """Our checkpoint directory or an official `models.pt` (see `load_checkpoint`)."""
-        return cls(load_checkpoint(path, device=device, dtype=dtype, config_path=config_path, verify=verify), fast=fast, **fast_options)
+        loaded = load_checkpoint(path, device=device, dtype=dtype, config_path=config_path, verify=verify)
+        return cls(loaded, fast=fast, samples=samples, **fast_options)
 
     # ---- description --------------------------------------------------------------------------
     def _build_metadata(self) -> dict[str, Any]:
@@ -117,6 +122,7 @@ class UWMPolicy:
             "num_train_steps": int(cfg.num_train_steps),
             "device": str(self.device),
             "fast_path": bool(self.fast),
+            "samples_per_chunk": self.samples,  # >1: the medoid of that many samples is returned
         }
 
     def metadata(self) -> dict[str, Any]:
@@ -154,8 +160,28 @@ class UWMPolicy:
         `prefix` (L, 10) normalised model actions with a bool `prefix_mask` (L,): inpaint those
         rows (real-time chunking; see `uwm_robot.sampling`): the result's masked `raw` rows equal them.
         """
-        seed = self._seed(seed)
-        return self._result(self.sampler.policy(self._obs(images), seed=seed, prefix=prefix, prefix_mask=prefix_mask), seed)
+        obs, seed, prefix, prefix_mask = self._request(images, seed, prefix, prefix_mask)
+        return self._result(self._consensus(self.sampler.policy(obs, seed=seed, prefix=prefix, prefix_mask=prefix_mask)), seed)
+
+    def _request(self, images: Images, seed: int | None, prefix: Any = None, prefix_mask: Any = None) -> tuple:
+        """(model inputs, seed, prefix, mask) of one request, with each batch row `samples` times
+        (row-major) so that one pass draws all its candidates; a per-row prefix is repeated alike."""
+        obs, seed = self._obs(images), self._seed(seed)
+        if self.samples == 1:
+            return obs, seed, prefix, prefix_mask
+        rep = lambda x, per_row_ndim: x if x is None or np.ndim(x) < per_row_ndim else np.repeat(np.asarray(x), self.samples, axis=0)
+        return {k: rep(v, 1) for k, v in obs.items()}, seed, rep(prefix, 3), rep(prefix_mask, 2)
+
+    def _consensus(self, raw: torch.Tensor) -> torch.Tensor:
+        """(B * samples, L, D) candidates -> (B, L, D): per request the medoid, the candidate with
+        the least summed distance to the others. Diffusion samples scatter around the modes of the
+        action distribution; the medoid is a sample from the densest one, never an average
+        of two modes (which could steer between them)."""
+        if self.samples == 1:
+            return raw
+        cand = raw.float().reshape(-1, self.samples, raw.shape[-2] * raw.shape[-1])
+        best = torch.cdist(cand, cand).sum(-1).argmin(-1)
+        return raw.reshape(-1, self.samples, *raw.shape[-2:])[torch.arange(cand.shape[0]), best]
 
     def infer_batch(self, requests: Sequence[Mapping[str, Any] | tuple]) -> list[dict[str, Any]]:
         """Requests `{"images", "seed", "prefix", "prefix_mask"}` (or `(images, seed)`; only images
@@ -164,15 +190,10 @@ class UWMPolicy:
         Result i is `infer(**requests[i])` up to float rounding (each request keeps its own noise
         generator, encoding, condition projection and prefix; only the DiT trunk is shared).
         """
-        reqs = []
-        for r in requests:
-            if isinstance(r, Mapping):
-                reqs.append((self._obs(r["images"]), self._seed(r.get("seed")), r.get("prefix"), r.get("prefix_mask")))
-            else:
-                images, seed, *rest = r
-                reqs.append((self._obs(images), self._seed(seed), *rest))
+        reqs = [self._request(r["images"], r.get("seed"), r.get("prefix"), r.get("prefix_mask")) if isinstance(r, Mapping)
+                else self._request(*r) for r in requests]
         outs = self.sampler.policy_batch(reqs)
-        return [self._result(raw, r[1]) for raw, r in zip(outs, reqs)]
+        return [self._result(self._consensus(raw), r[1]) for raw, r in zip(outs, reqs)]
 
     def predict_future(self, images: Images, actions_raw: Any, seed: int | None = None) -> dict[str, Any]:
         """p(o' | o, a): normalised model actions (B, L, D) -> `{"frames": {cam: uint8 (B, T, h, w, 3)}, "seed"}`."""

@@ -80,6 +80,30 @@ def test_infer_batch_equals_unbatched(policy, assert_same_result):
         assert_same_result(got["actions"], alone["actions"])
 
 
+def test_samples_return_the_medoid_of_that_many_candidates(policy):
+    """`samples=N` draws N chunks for the observation in one pass (seeded) and returns the one with
+    the least summed distance to the others."""
+    medoid_policy = UWMPolicy(policy.loaded, samples=8)
+    obs = observation(policy, seed=4)
+    repeated = {c: np.repeat(x, 8, axis=0) for c, x in policy._obs(obs).items()}
+    candidates = policy.sampler.policy(repeated, seed=5).numpy().reshape(8, -1)
+    spread = np.linalg.norm(candidates[:, None] - candidates[None], axis=-1).sum(-1)
+    assert np.ptp(spread) > 1e-3  # the candidates differ, so the choice matters
+    out = medoid_policy.infer(obs, seed=5)
+    assert out["raw"].shape == (1, 16, 10) and out["seed"] == 5 and medoid_policy.metadata()["samples_per_chunk"] == 8
+    np.testing.assert_allclose(out["raw"].reshape(-1), candidates[spread.argmin()], atol=1e-5)
+    # Served requests (infer_batch) pick the same chunk, each request from its own candidates.
+    batched = medoid_policy.infer_batch([{"images": obs, "seed": 5}, {"images": observation(policy, seed=6), "seed": 5}])
+    np.testing.assert_allclose(batched[0]["raw"], out["raw"], atol=1e-4)
+    assert not np.allclose(batched[1]["raw"], out["raw"])
+    # An inpainting prefix, per row (1, L, D) as well as shared (L, D), holds in the chosen chunk.
+    prefix, mask = np.full((1, 16, 10), 0.25, np.float32), np.arange(16) < 4
+    for p, m in ((prefix, mask[None]), (prefix[0], mask)):
+        np.testing.assert_allclose(medoid_policy.infer(obs, seed=5, prefix=p, prefix_mask=m)["raw"][0, :4], prefix[0, :4], atol=1e-5)
+    with pytest.raises(ValueError, match="at least 1 chunk"):
+        UWMPolicy(policy.loaded, samples=0)
+
+
 def test_world_model_modes(policy):
     obs = observation(policy)
     crop = tuple(policy.config.crop_shape)
