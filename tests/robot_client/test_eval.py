@@ -23,7 +23,7 @@ def run_eval(ckpt, out, *extra):
 
 def test_eval_reports_resumes_and_reruns_unfinished_trials(tiny_checkpoint, tmp_path):
     out = tmp_path / "eval"
-    first = run_eval(tiny_checkpoint, out, "--execute-k", "5", "--inpaint")
+    first = run_eval(tiny_checkpoint, out, "--execute-k", "5", "--inpaint", "--samples", "3")
     assert first.count("[eval] rice_cooker") == 4
     for cond in ("ID", "C1"):
         for i in range(2):
@@ -33,6 +33,7 @@ def test_eval_reports_resumes_and_reruns_unfinished_trials(tiny_checkpoint, tmp_
             # The overrides reached the loop (and are recorded): 12 ticks of 5-action windows need >= 3 chunks.
             assert meta["control"]["execute_k"] == 5 and meta["control"]["sim_latency_s"] == 0.2
             assert meta["control"]["inpaint"] is True
+            assert meta["server"]["samples_per_chunk"] == 3  # the loopback server was started with --samples 3
             chunks = [json.loads(line) for line in (trial / "chunks.jsonl").read_text().splitlines()]
             assert all(c["meta"]["inpainted_rows"] > 0 for c in chunks[1:])  # each on the one in flight
             assert meta["num_chunks"] >= 3
@@ -57,11 +58,13 @@ def test_eval_reports_resumes_and_reruns_unfinished_trials(tiny_checkpoint, tmp_
     assert len(kept) == 1 and (kept[0] / "meta.json").exists()
 
 
-def test_execute_k_out_of_range_is_refused(tiny_checkpoint, tmp_path):
+@pytest.mark.parametrize("args, message", [(["--execute-k", "17"], "--execute-k must be in 1..16"),
+                                           (["--samples", "0"], "--samples must be >= 1")])
+def test_out_of_range_overrides_are_refused(tiny_checkpoint, tmp_path, args, message):
     proc = subprocess.run(
-        [sys.executable, "-m", "robot_client.cli", "eval", "--execute-k", "17", "--checkpoint", str(tiny_checkpoint),
+        [sys.executable, "-m", "robot_client.cli", "eval", *args, "--checkpoint", str(tiny_checkpoint),
          "--out", str(tmp_path)], capture_output=True, text=True, timeout=120)
-    assert proc.returncode != 0 and "--execute-k must be in 1..16" in proc.stderr
+    assert proc.returncode != 0 and message in proc.stderr
     assert not (tmp_path / "rice_cooker").exists()
 
 
