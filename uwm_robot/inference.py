@@ -6,6 +6,8 @@ This is the engine behind `policy_server` (and what tests compare the server aga
   normaliser and decoded by the action codec to DROID's 7-d `[cartesian_velocity, gripper]`;
 - `infer_batch(requests)`: several independent requests in one denoising pass, each result what
   `infer` gives for that request alone, up to float rounding (see `UWMSampler.policy_batch`);
+- with `samples=N`, `infer` and `infer_batch` draw N chunks per request in the same pass and
+  return their medoid (the chunk nearest the others);
 - `predict_future(images, actions_raw, seed)`: p(o' | o, a) -> predicted frames per camera;
 - `imagine(images, seed)`: p(o' | o) -> predicted frames;
 - `inverse(images, goal_images, seed)`: p(a | o, o') -> an action chunk as `infer`.
@@ -169,8 +171,11 @@ class UWMPolicy:
         obs, seed = self._obs(images), self._seed(seed)
         if self.samples == 1:
             return obs, seed, prefix, prefix_mask
-        rep = lambda x, per_row_ndim: x if x is None or np.ndim(x) < per_row_ndim else np.repeat(np.asarray(x), self.samples, axis=0)
-        return {k: rep(v, 1) for k, v in obs.items()}, seed, rep(prefix, 3), rep(prefix_mask, 2)
+
+        def rows(x: Any, batched_ndim: int) -> Any:  # a shared prefix (L, D) / mask (L,) stays as it is
+            return x if x is None or np.ndim(x) < batched_ndim else np.repeat(np.asarray(x), self.samples, axis=0)
+
+        return {k: rows(v, 1) for k, v in obs.items()}, seed, rows(prefix, 3), rows(prefix_mask, 2)
 
     def _consensus(self, raw: torch.Tensor) -> torch.Tensor:
         """(B * samples, L, D) candidates -> (B, L, D): per request the medoid, the candidate with
