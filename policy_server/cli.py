@@ -104,7 +104,7 @@ def ready_line(endpoint: str, meta: dict, service_info: dict, warmup_s: float) -
         f"cameras={','.join(meta['cameras'])} image={h}x{w} n_obs={meta['n_obs_steps']} "
         f"chunk={meta['action_len']}x{meta['action_dim']} action_space={meta['action_space']} "
         f"horizon={meta['executed_horizon']} rate={meta['control_rate_hz']:g}Hz ddim={meta['ddim_steps']} "
-        f"samples={meta.get('samples_per_chunk', 1)} "
+        f"samples={meta['samples_per_chunk']} "
         f"device={meta['device']} protocol={PROTOCOL_VERSION} auth={service_info['auth']} "
         f"max_batch={service_info['max_batch']} warmup={warmup_s:.2f}s"
     )
