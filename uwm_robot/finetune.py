@@ -62,6 +62,9 @@ class FinetuneConfig:
     # data: min-max statistics of --data (the official recipe, right for a new task); init: keep the
     # --init checkpoint's, so a later round on the same task keeps the action space the policy learnt.
     normalizer: str = "data"
+    # A takeover episode's policy steps have no labels: by default their windows train the video half
+    # (world-model data); True leaves them out, so every batch is as action-labelled as plain demos'.
+    skip_unlabelled_windows: bool = False
 
     def __post_init__(self):
         if self.normalizer not in ("data", "init"):
@@ -208,7 +211,7 @@ def finetune(cfg: FinetuneConfig, progress: bool = True) -> Path:
     barrier(dist_info)
     if not dist_info.main:
         latents = cached_latents(model, model_cfg, episodes, out / "latent_cache.pt", device)
-    data = WindowDataset(episodes, latents, model_cfg, normalizer)
+    data = WindowDataset(episodes, latents, model_cfg, normalizer, skip_unlabelled=cfg.skip_unlabelled_windows)
     say(f"{len(episodes)} episodes, {len(data)} windows ({data.num_labelled_windows} with actions); "
         f"device {device}, {dist_info.world} process(es), batch {cfg.batch_size}/process, bf16={use_bf16}")
 
@@ -330,6 +333,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--normalizer", choices=["data", "init"], default=d.normalizer,
                    help="data: min-max statistics of --data (the official recipe); init: keep the --init "
                         "checkpoint's (a later round on the same task: the action space stays the one it learnt)")
+    p.add_argument("--skip-unlabelled-windows", action="store_true",
+                   help="leave out windows of --data episodes whose actions are not all labelled (a takeover "
+                        "episode's policy steps) instead of training the video half on them")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -339,7 +345,7 @@ def run(args: argparse.Namespace) -> int:
         warmup_steps=args.warmup_steps, scheduler=args.scheduler, clip_grad_norm=args.clip_grad_norm,
         ema_decay=args.ema_decay, save_every=args.save_every, log_every=args.log_every, seed=args.seed,
         device=args.device, amp=args.amp, fp16_checkpoint=args.fp16_checkpoint, threads=args.threads,
-        normalizer=args.normalizer)
+        normalizer=args.normalizer, skip_unlabelled_windows=args.skip_unlabelled_windows)
     finetune(cfg)
     return 0
 

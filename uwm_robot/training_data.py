@@ -212,7 +212,10 @@ def cached_latents(model, cfg: ModelConfig, episodes: list[TrainingEpisode], cac
 class WindowDataset:
     """Every window of every episode; `batch(indices)` gathers one training batch."""
 
-    def __init__(self, episodes: list[TrainingEpisode], latents: dict, cfg: ModelConfig, normalizer: NormalizerSet):
+    def __init__(self, episodes: list[TrainingEpisode], latents: dict, cfg: ModelConfig, normalizer: NormalizerSet,
+                 skip_unlabelled: bool = False):
+        """`skip_unlabelled`: leave out the windows of action-labelled episodes whose actions are not all
+        labelled (a takeover episode's policy steps) instead of training the video half on them."""
         if not episodes:
             raise TrainingDataError("no usable episodes")
         self.cfg = cfg
@@ -231,15 +234,19 @@ class WindowDataset:
         # (episode, start) with start in [-1, N-2]: the first window pads frame 0.
         self.index = np.array([(e, s) for e, ep in enumerate(episodes) for s in range(-1, ep.num_steps - 1)],
                               dtype=np.int64)
-        self.finite = [None if ep.actions is None else torch.from_numpy(np.isfinite(ep.actions).all(axis=1))
-                       for ep in episodes]
+        # Per window: are all its actions labelled (they train the action half too)?
+        self.labelled = np.concatenate([labelled_windows(ep, cfg.action_len) for ep in episodes])
+        if skip_unlabelled:
+            video_only = np.array([ep.actions is None for ep in episodes])
+            keep = self.labelled | video_only[self.index[:, 0]]
+            self.index, self.labelled = self.index[keep], self.labelled[keep]
 
     def __len__(self) -> int:
         return len(self.index)
 
     @property
     def num_labelled_windows(self) -> int:
-        return int(sum(self.actions[e] is not None for e, _ in self.index))
+        return int(self.labelled.sum())
 
     def batch(self, indices: np.ndarray, generator: torch.Generator | None = None) -> dict:
         h, n_obs = self.cfg.action_len, self.cfg.n_obs_steps
@@ -261,10 +268,9 @@ class WindowDataset:
             std.append(sd[next_idx])
             if self.actions[e] is None:
                 actions.append(torch.zeros(h, self.cfg.action_dim))
-                mask.append(False)
             else:
                 actions.append(self.actions[e][act_idx])
-                mask.append(bool(self.finite[e][act_idx].all()))
+            mask.append(bool(self.labelled[i]))
         mean, std = torch.stack(mean), torch.stack(std)  # (B, T, V, C, h, w)
         noise = torch.randn(mean.shape, generator=generator)
         latents = (mean + std * noise).permute(0, 2, 3, 1, 4, 5)  # (B, V, C, T, h, w)
@@ -274,6 +280,16 @@ class WindowDataset:
             "action": torch.stack(actions),
             "action_mask": torch.tensor(mask),
         }
+
+
+def labelled_windows(ep: TrainingEpisode, action_len: int) -> np.ndarray:
+    """(N,) bool: window start s in [-1, N-2] has all its `action_len` actions (steps s+1..., the last
+    step repeated past the end) labelled."""
+    if ep.actions is None:
+        return np.zeros(ep.num_steps, dtype=bool)
+    finite = np.isfinite(ep.actions).all(axis=1)
+    padded = np.concatenate([finite, np.repeat(finite[-1:], action_len)])
+    return np.lib.stride_tricks.sliding_window_view(padded, action_len)[:ep.num_steps].all(axis=1)
 
 
 def load_training_data(data_roots: list[str | Path], cfg: ModelConfig, video_roots: list[str | Path] = (),

@@ -180,8 +180,25 @@ def test_takeover_episodes_label_the_policy_only_with_the_operators_steps(init_c
     episodes, normalizer = load_training_data([path], CFG)
     assert np.isnan(episodes[0].actions[:10]).all() and np.isfinite(episodes[0].actions[10:]).all()
     latents = cached_latents(load_checkpoint(init_ckpt).model, CFG, episodes, tmp_path / "cache.pt", torch.device("cpu"))
-    mask = WindowDataset(episodes, latents, CFG, normalizer).batch(np.arange(24))["action_mask"]
+    data = WindowDataset(episodes, latents, CFG, normalizer)
+    mask = data.batch(np.arange(24))["action_mask"]
     assert mask.tolist() == [start + 1 >= 10 for start in range(-1, 23)]  # a window's actions: start+1 ...
+    assert data.num_labelled_windows == 14
+
+    # --skip-unlabelled-windows: only the operator's windows are left, every one with its actions.
+    skipped = WindowDataset(episodes, latents, CFG, normalizer, skip_unlabelled=True)
+    assert len(skipped) == 14 and skipped.index[:, 1].tolist() == list(range(9, 23))
+    b = skipped.batch(np.arange(14))
+    assert b["action_mask"].all()
+    assert torch.equal(b["action"][0], data.batch(np.array([10]))["action"][0])
+
+
+def test_skipping_unlabelled_windows_keeps_action_free_video(demo_root, init_ckpt, tmp_path):
+    episodes, normalizer = load_training_data([demo_root / "demo_000"], CFG, video_roots=[demo_root / "demo_001"])
+    latents = cached_latents(load_checkpoint(init_ckpt).model, CFG, episodes, tmp_path / "cache.pt", torch.device("cpu"))
+    full = WindowDataset(episodes, latents, CFG, normalizer)
+    skipped = WindowDataset(episodes, latents, CFG, normalizer, skip_unlabelled=True)
+    assert len(skipped) == len(full) and skipped.num_labelled_windows == full.num_labelled_windows == 24
 
 
 def test_finetuned_checkpoint_round_trips_through_the_server(demo_root, init_ckpt, tmp_path, assert_same_result):
@@ -272,3 +289,17 @@ def test_vae_fingerprint_follows_values_not_the_sign_of_zero():
         assert vae_fingerprint(model, CFG) == signed
         weight.view(-1)[0] = 1e-3  # a real change still counts
         assert vae_fingerprint(model, CFG) != signed
+
+
+def test_cli_passes_skip_unlabelled_windows(monkeypatch, tmp_path):
+    import argparse
+
+    import uwm_robot.finetune as ft
+
+    seen = []
+    monkeypatch.setattr(ft, "finetune", lambda cfg: seen.append(cfg))
+    parser = argparse.ArgumentParser()
+    ft.add_arguments(parser)
+    for extra, want in (([], False), (["--skip-unlabelled-windows"], True)):
+        ft.run(parser.parse_args(["--data", "d", "--out", str(tmp_path), *extra]))
+        assert seen[-1].skip_unlabelled_windows is want
