@@ -240,6 +240,9 @@ class WindowDataset:
             video_only = np.array([ep.actions is None for ep in episodes])
             keep = self.labelled | video_only[self.index[:, 0]]
             self.index, self.labelled = self.index[keep], self.labelled[keep]
+            if not len(self.index):
+                raise TrainingDataError(f"no window of {cfg.action_len} actions is fully labelled: nothing is left "
+                                        "to train on without the unlabelled windows")
 
     def __len__(self) -> int:
         return len(self.index)

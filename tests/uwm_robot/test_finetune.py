@@ -192,6 +192,13 @@ def test_takeover_episodes_label_the_policy_only_with_the_operators_steps(init_c
     assert b["action_mask"].all()
     assert torch.equal(b["action"][0], data.batch(np.array([10]))["action"][0])
 
+    from uwm_robot.training_data import TrainingDataError
+
+    episodes[0].actions[20:] = np.nan  # the arm given back after 10 operator steps: no window of 16 is whole
+    assert WindowDataset(episodes, latents, CFG, normalizer).num_labelled_windows == 0
+    with pytest.raises(TrainingDataError, match="fully labelled"):
+        WindowDataset(episodes, latents, CFG, normalizer, skip_unlabelled=True)
+
 
 def test_skipping_unlabelled_windows_keeps_action_free_video(demo_root, init_ckpt, tmp_path):
     episodes, normalizer = load_training_data([demo_root / "demo_000"], CFG, video_roots=[demo_root / "demo_001"])
