@@ -193,7 +193,8 @@ def _finish(model: nn.Module, device: str | torch.device, dtype: torch.dtype | N
     return model.eval()
 
 
-def _load_ours(ckpt_dir: Path, device: str | torch.device, dtype: torch.dtype | None, verify: bool) -> LoadedCheckpoint:
+def read_checkpoint_dir(ckpt_dir: Path, verify: bool = False) -> tuple[ModelConfig, NormalizerSet, dict[str, torch.Tensor], dict]:
+    """Our checkpoint directory's config, normaliser, state dict and meta, checked but not built into a model."""
     missing = [n for n in (WEIGHTS_FILE, CONFIG_FILE, NORMALIZER_FILE, META_FILE) if not (ckpt_dir / n).is_file()]
     if missing:
         raise CheckpointError(f"{ckpt_dir}: not a complete uwm_robot checkpoint, missing {missing}")
@@ -215,7 +216,11 @@ def _load_ours(ckpt_dir: Path, device: str | torch.device, dtype: torch.dtype | 
         normalizer = NormalizerSet.load(ckpt_dir / NORMALIZER_FILE)
     except NormalizerError as e:
         raise CheckpointError(str(e)) from None
-    state_dict = _read_safetensors(ckpt_dir / WEIGHTS_FILE)
+    return config, normalizer, _read_safetensors(ckpt_dir / WEIGHTS_FILE), meta
+
+
+def _load_ours(ckpt_dir: Path, device: str | torch.device, dtype: torch.dtype | None, verify: bool) -> LoadedCheckpoint:
+    config, normalizer, state_dict, meta = read_checkpoint_dir(ckpt_dir, verify)
     model = build_model(config)
     load_state_dict_strict(model, state_dict, str(ckpt_dir / WEIGHTS_FILE))
     meta = {**meta, "checkpoint_id": ckpt_dir.resolve().name}
@@ -336,6 +341,7 @@ __all__ = [
     "file_sha256",
     "init_checkpoint",
     "load_checkpoint",
+    "read_checkpoint_dir",
     "save_checkpoint",
     "write_checkpoint",
 ]

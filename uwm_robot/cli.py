@@ -2,6 +2,7 @@
 
     uwm_robot convert <models.pt> [--config <config.yaml>] --out <dir> [--fp16]
     uwm_robot init --preset tiny|droid|libero --out <dir> [--seed N] [--fp16]
+    uwm_robot average <ckpt> <ckpt> [...] [--weights W ...] --out <dir> [--fp16]
 
 A subcommand is a function `register(subparsers)` that adds its parser and sets
 `func=<handler(args) -> int>`; add it to `REGISTRARS`. Bad checkpoints or configs print one
@@ -78,8 +79,14 @@ def register_finetune(subparsers: argparse._SubParsersAction) -> None:
     register(subparsers)
 
 
+def register_average(subparsers: argparse._SubParsersAction) -> None:
+    from .weight_average import register
+
+    register(subparsers)
+
+
 REGISTRARS: list[Callable[[argparse._SubParsersAction], None]] = [
-    register_convert, register_init, register_bench, _export.register, register_finetune]
+    register_convert, register_init, register_bench, _export.register, register_finetune, register_average]
 
 
 def build_parser() -> argparse.ArgumentParser:
