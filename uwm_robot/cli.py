@@ -31,6 +31,12 @@ def _summary(out: Path) -> str:
     return f"{meta['num_tensors']} tensors, {size_mb:.1f} MB {meta['weights_dtype']}{step}, sha256 {meta['checkpoint_hash'][:12]}"
 
 
+def add_checkpoint_output_args(p: argparse.ArgumentParser) -> None:
+    """--out and --fp16, for the subcommands that write a checkpoint."""
+    p.add_argument("--out", type=Path, required=True, help="output checkpoint directory")
+    p.add_argument("--fp16", action="store_true", help="store weights as float16")
+
+
 # ---- convert ----------------------------------------------------------------------------------
 def _convert(args: argparse.Namespace) -> int:
     from .checkpoint import convert_official
@@ -44,8 +50,7 @@ def register_convert(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("convert", help="official models.pt -> uwm_robot checkpoint directory")
     p.add_argument("models_pt", type=Path, help="official checkpoint (torch zip written by train.py)")
     p.add_argument("--config", type=Path, default=None, help="the run's hydra config.yaml (default: next to models.pt)")
-    p.add_argument("--out", type=Path, required=True, help="output checkpoint directory")
-    p.add_argument("--fp16", action="store_true", help="store weights as float16")
+    add_checkpoint_output_args(p)
     p.set_defaults(func=_convert)
 
 
@@ -61,9 +66,8 @@ def _init(args: argparse.Namespace) -> int:
 def register_init(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("init", help="randomly initialised checkpoint of a preset")
     p.add_argument("--preset", choices=sorted(PRESETS), required=True)
-    p.add_argument("--out", type=Path, required=True, help="output checkpoint directory")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--fp16", action="store_true", help="store weights as float16")
+    add_checkpoint_output_args(p)
     p.set_defaults(func=_init)
 
 

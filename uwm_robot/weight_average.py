@@ -76,9 +76,10 @@ def _average(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from .cli import add_checkpoint_output_args
+
     p = subparsers.add_parser("average", help="weighted average of checkpoints' weights (model soup / WiSE-FT)")
     p.add_argument("checkpoints", nargs="+", type=Path, help="checkpoint directories of one config and normaliser")
     p.add_argument("--weights", nargs="+", type=float, default=None, help="one per checkpoint (default: equal)")
-    p.add_argument("--out", type=Path, required=True, help="output checkpoint directory")
-    p.add_argument("--fp16", action="store_true", help="store weights as float16")
+    add_checkpoint_output_args(p)
     p.set_defaults(func=_average)
