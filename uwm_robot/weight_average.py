@@ -26,6 +26,12 @@ def _read(path: Path) -> tuple[ModelConfig, NormalizerSet, dict[str, torch.Tenso
     return read_checkpoint_dir(path.parent if path.name == WEIGHTS_FILE else path)
 
 
+def ingredient(path: Path, meta: dict, weight: float) -> dict:
+    """What the average's meta.json keeps of one input: enough to tell what it was trained from."""
+    return {"path": str(path), "hash": meta.get("checkpoint_hash"), "weight": weight,
+            **{k: meta.get(k) for k in ("source", "step", "episodes")}}
+
+
 def average_checkpoints(paths: Sequence[str | Path], out_dir: str | Path, weights: Sequence[float] | None = None,
                         fp16: bool = False) -> Path:
     """Write the weighted average of the checkpoints at `paths` to `out_dir` (weights default to equal
@@ -42,7 +48,7 @@ def average_checkpoints(paths: Sequence[str | Path], out_dir: str | Path, weight
 
     config, normalizer, total, first_meta = _read(paths[0])
     total = {k: v.float() * weights[0] if v.is_floating_point() else v for k, v in total.items()}
-    sources = [{"path": str(paths[0]), "hash": first_meta.get("checkpoint_hash"), "weight": weights[0]}]
+    sources = [ingredient(paths[0], first_meta, weights[0])]
     for path, w in zip(paths[1:], weights[1:]):
         cfg, norm, state, meta = _read(path)
         if cfg != config:
@@ -61,7 +67,7 @@ def average_checkpoints(paths: Sequence[str | Path], out_dir: str | Path, weight
                 total[k] += v.float() * w
             elif not torch.equal(v, total[k]):
                 raise CheckpointError(f"{path}: non-float tensor {k} differs from {paths[0]}'s and cannot be averaged")
-        sources.append({"path": str(path), "hash": meta.get("checkpoint_hash"), "weight": w})
+        sources.append(ingredient(path, meta, w))
     load_state_dict_strict(build_model(config), total, "the averaged weights")
     return write_checkpoint(out_dir, total, config, normalizer, fp16=fp16,
                             meta={"source": "uwm_robot average", "averaged": sources})

@@ -17,8 +17,10 @@ def test_committed_checkpoint_loads_verified_and_serves_a_chunk():
     from uwm_robot.inference import UWMPolicy
 
     loaded = load_checkpoint(CKPT, verify=True)  # weights re-hashed against meta.json
-    assert loaded.meta["source"] == "uwm_robot finetune" and loaded.meta["step"] >= 1000  # a trained one, not an init
-    assert loaded.meta["episodes"] >= 50 and loaded.config.cameras == ("exterior_image_2_left", "wrist_image_left")
+    # A trained one, not an init: a finetune, or a weight average (`uwm_robot average`) of finetunes.
+    trained = loaded.meta["averaged"] if loaded.meta["source"] == "uwm_robot average" else [loaded.meta]
+    assert all(m["source"] == "uwm_robot finetune" and m["step"] >= 1000 and m["episodes"] >= 50 for m in trained)
+    assert loaded.config.cameras == ("exterior_image_2_left", "wrist_image_left")
     assert (CKPT / "model.safetensors").stat().st_size <= 60e6
     policy = UWMPolicy.load(CKPT)
     images, _ = random_observation(policy.metadata(), 0)

@@ -37,6 +37,7 @@ def test_the_average_is_the_weighted_sum_of_every_tensor(two_inits, tmp_path):
     meta = json.loads((out / "meta.json").read_text())
     assert meta["source"] == "uwm_robot average"
     assert [s["weight"] for s in meta["averaged"]] == [0.25, 0.75]
+    assert [s["source"] for s in meta["averaged"]] == ["init:tiny", "init:tiny"]  # the inputs' provenance
     assert [s["hash"] for s in meta["averaged"]] == [json.loads((p / "meta.json").read_text())["checkpoint_hash"]
                                                     for p in (a, b)]
 
