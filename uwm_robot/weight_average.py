@@ -16,7 +16,7 @@ from typing import Sequence
 
 import torch
 
-from .checkpoint import (WEIGHTS_FILE, CheckpointError, build_model, load_state_dict_strict, read_checkpoint_dir,
+from .checkpoint import (WEIGHTS_FILE, CheckpointError, build_model, check_state_dict, read_checkpoint_dir,
                          write_checkpoint)
 from .config import ModelConfig
 from .normalizer import NormalizerSet
@@ -44,10 +44,13 @@ def average_checkpoints(paths: Sequence[str | Path], out_dir: str | Path, weight
         raise CheckpointError(f"{len(weights)} weights for {len(paths)} checkpoints: give one weight per checkpoint")
     if any(w < 0 for w in weights) or sum(weights) <= 0:
         raise CheckpointError(f"weights must be >= 0 with a positive sum, got {weights}")
-    weights = [w / sum(weights) for w in weights]
+    scale = sum(weights)
+    weights = [w / scale for w in weights]
 
-    config, normalizer, total, first_meta = _read(paths[0])
-    total = {k: v.float() * weights[0] if v.is_floating_point() else v for k, v in total.items()}
+    config, normalizer, first, first_meta = _read(paths[0])
+    expected = build_model(config).state_dict()  # every input's keys and shapes are checked against the model
+    check_state_dict(expected, first, str(paths[0]))
+    total = {k: v.float() * weights[0] if v.is_floating_point() else v for k, v in first.items()}
     sources = [ingredient(paths[0], first_meta, weights[0])]
     for path, w in zip(paths[1:], weights[1:]):
         cfg, norm, state, meta = _read(path)
@@ -57,18 +60,13 @@ def average_checkpoints(paths: Sequence[str | Path], out_dir: str | Path, weight
         if norm.content_hash() != normalizer.content_hash():
             raise CheckpointError(f"{path}: its normaliser differs from {paths[0]}'s, so its weights map to other "
                                   "actions; average only checkpoints finetuned with --normalizer init from one parent")
-        if state.keys() != total.keys():
-            raise CheckpointError(f"{path}: its tensors differ from {paths[0]}'s "
-                                  f"({sorted(state.keys() ^ total.keys())[:5]} ...)")
+        check_state_dict(expected, state, str(path))
         for k, v in state.items():
-            if v.shape != total[k].shape:
-                raise CheckpointError(f"{path}: tensor {k} is {tuple(v.shape)}, {paths[0]}'s is {tuple(total[k].shape)}")
             if v.is_floating_point():
                 total[k] += v.float() * w
             elif not torch.equal(v, total[k]):
                 raise CheckpointError(f"{path}: non-float tensor {k} differs from {paths[0]}'s and cannot be averaged")
         sources.append(ingredient(path, meta, w))
-    load_state_dict_strict(build_model(config), total, "the averaged weights")
     return write_checkpoint(out_dir, total, config, normalizer, fp16=fp16,
                             meta={"source": "uwm_robot average", "averaged": sources})
 

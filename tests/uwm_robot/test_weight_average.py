@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from uwm_robot.checkpoint import CheckpointError, init_checkpoint, load_checkpoint, save_checkpoint
+from uwm_robot.checkpoint import CheckpointError, init_checkpoint, load_checkpoint, save_checkpoint, write_checkpoint
 from uwm_robot.cli import main
 from uwm_robot.normalizer import LinearNormalizer, NormalizerSet
 from uwm_robot.weight_average import average_checkpoints
@@ -65,6 +65,15 @@ def test_a_different_architecture_is_refused(two_inits, tmp_path):
     a, _ = two_inits
     b = init_checkpoint("tiny_lowres", tmp_path / "lowres", seed=1)
     with pytest.raises(CheckpointError, match="model config differs"):
+        average_checkpoints([a, b], tmp_path / "out")
+
+
+def test_weights_that_do_not_fit_the_model_are_refused(two_inits, tmp_path):
+    a, _ = two_inits
+    loaded = load_checkpoint(a)
+    state = {k: v for k, v in loaded.model.state_dict().items() if not k.endswith("head.linear.bias")}
+    b = write_checkpoint(tmp_path / "damaged", state, loaded.config, loaded.normalizer)
+    with pytest.raises(CheckpointError, match="does not fit the model: 1 missing key"):
         average_checkpoints([a, b], tmp_path / "out")
 
 
