@@ -21,6 +21,7 @@ class ScriptedPolicy:
         self.fail = fail
         self.calls = 0
         self.states = []
+        self.seeds = []
 
     def hello(self):
         return {}
@@ -28,6 +29,7 @@ class ScriptedPolicy:
     def infer(self, obs, seed=None):
         self.calls += 1
         self.states.append(obs.state)
+        self.seeds.append(seed)
         assert all(v.shape == (2, 90, 160, 3) and v.dtype == np.uint8 for v in obs.images.values())
         if self.fail:
             raise RuntimeError("server unreachable")
@@ -71,6 +73,12 @@ def test_each_request_carries_the_robot_state_of_its_frames(env):
     np.testing.assert_allclose(first["q"], [q0, q0], atol=1e-6)
     np.testing.assert_allclose(first["ee_pos"], [ee0, ee0], atol=1e-6)
     assert last["ee_pos"][1, 0] > last["ee_pos"][0, 0] > ee0[0] + 0.01
+
+
+def test_request_i_draws_noise_from_seed_plus_i(env):
+    policy = ScriptedPolicy()
+    make_loop(env, policy, seed=7).run()
+    assert len(policy.seeds) >= 4 and policy.seeds == list(range(7, 7 + len(policy.seeds)))
 
 
 def test_nan_chunks_hold_the_arm(env):
