@@ -10,14 +10,15 @@ distance.
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+
+from robot_client.report import wilson_interval  # noqa: E402
+from uwm_robot.episode import list_episodes, read_meta  # noqa: E402
 
 COLOURS = ["tab:grey", "tab:orange", "tab:blue", "tab:green"]  # furthest stage: none, 1, 2, all
 
@@ -26,8 +27,8 @@ def read_trials(roots: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, l
     """(cup xy (n, 2), cooker xy (n, 2), stages reached (n,), stage names) of every finished trial."""
     cups, cookers, reached, names = [], [], [], None
     for root in roots:
-        for path in sorted(Path(root).rglob("meta.json")):
-            meta = json.loads(path.read_text())
+        for episode in list_episodes(root):
+            meta = read_meta(episode)
             progress, start = meta.get("task_progress"), meta.get("initial_state") or {}
             if meta.get("status") != "finished" or not progress or "cup_xy" not in start:
                 continue
@@ -40,14 +41,21 @@ def read_trials(roots: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, l
     return np.array(cups, float), np.array(cookers, float), np.array(reached), names
 
 
+def quantile_bins(x: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(edges (n + 1,), bin of each value (len(x),)): n bins of equal count, each closed on the left,
+    the last also on the right."""
+    edges = np.quantile(x, np.linspace(0, 1, n + 1))
+    return edges, np.clip(np.searchsorted(edges, x, side="right") - 1, 0, n - 1)
+
+
 def quartile_table(distance: np.ndarray, reached: np.ndarray, names: list[str]) -> list[str]:
     """One line per quartile of the cup-to-cooker distance: trials reaching each stage."""
-    edges = np.quantile(distance, [0, 0.25, 0.5, 0.75, 1])
+    edges, bins = quantile_bins(distance, 4)
     lines = []
-    for i, (lo, hi) in enumerate(zip(edges[:-1], edges[1:])):
-        inside = (distance >= lo) & ((distance < hi) if i < 3 else (distance <= hi))
+    for b in range(4):
+        inside = bins == b
         counts = ", ".join(f"{name} {int((reached[inside] > s).sum())}" for s, name in enumerate(names))
-        lines.append(f"cup-cooker {lo * 100:.1f}-{hi * 100:.1f} cm: {int(inside.sum())} trials, {counts}")
+        lines.append(f"cup-cooker {edges[b] * 100:.1f}-{edges[b + 1] * 100:.1f} cm: {int(inside.sum())} trials, {counts}")
     return lines
 
 
@@ -71,14 +79,14 @@ def main() -> None:
             title="Where the cup started, by the furthest stage reached")
     top.invert_xaxis()  # as seen from behind the robot: +y to the left
     top.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
-    edges = np.quantile(distance, np.linspace(0, 1, 6))
-    bins = np.clip(np.searchsorted(edges, distance, side="right") - 1, 0, 4)
+    _, bins = quantile_bins(distance, 5)
     centres = np.array([distance[bins == b].mean() for b in range(5)]) * 100
-    rates = np.array([success[bins == b].mean() for b in range(5)])
-    counts = np.array([(bins == b).sum() for b in range(5)])
-    rate.errorbar(centres, rates, yerr=np.sqrt(rates * (1 - rates) / counts), marker="o", capsize=3)
+    hits = [(int(success[bins == b].sum()), int((bins == b).sum())) for b in range(5)]
+    rates = np.array([k / n for k, n in hits])
+    lo, hi = np.array([wilson_interval(k, n) for k, n in hits]).T
+    rate.errorbar(centres, rates, yerr=[rates - lo, hi - rates], marker="o", capsize=3)
     rate.set(xlabel="cup-to-cooker distance (cm)", ylabel="success rate", ylim=(0, 1),
-             title=f"Success by distance (quintiles, {len(cups)} trials)")
+             title=f"Success by distance\n(quintiles of {len(cups)} trials, Wilson 95% intervals)")
     rate.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(args.out, dpi=110)

@@ -268,7 +268,7 @@ def read_meta(directory: str | Path) -> dict:
     path = Path(directory) / META_FILE
     try:
         meta = json.loads(path.read_text())
-    except FileNotFoundError as e:
+    except (FileNotFoundError, NotADirectoryError) as e:  # a file (a log beside the episodes) is no episode either
         raise EpisodeFormatError(f"{directory}: no {META_FILE}; not an episode directory") from e
     except json.JSONDecodeError as e:
         raise EpisodeFormatError(f"{path}: not valid JSON ({e})") from e

@@ -73,7 +73,9 @@ def test_round_trip(tmp_path):
         assert np.abs(video.astype(int) - want).mean() < 12
         assert m["video"][cam]["frames"] == 25 and m["video"][cam]["dropped"] == 0 and m["video"][cam]["error"] is None
         assert (d / m["thumbs"][cam]["first"]).is_file() and (d / m["thumbs"][cam]["last"]).is_file()
+    (tmp_path / "eval.log").write_text("a log beside the episode")
     assert list_episodes(tmp_path) == [d]
+    assert list_episodes(tmp_path / "eval.log") == []  # a file given where episodes were expected holds none
 
 
 def test_video_only_frames(tmp_path):
