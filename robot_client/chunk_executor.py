@@ -6,9 +6,10 @@ tick the executor returns the action scheduled for that tick; actions whose time
 dropped, never executed late. A chunk arriving `d` ticks after its observation starts at its
 action `d` and runs for `k` actions (real-time-chunking semantics: one chunk per `k` ticks,
 inference overlapping execution); a new chunk replaces the old one from its own schedule on.
-Two ways to soften the boundary: blend the first actions of a new chunk with the old chunk's
-still-pending ones (`blend_steps`), or ask for a new chunk that is inpainted on them
-(`pending_prefix`, real-time chunking's idea with a hard mask).
+Three ways to soften the boundary: blend the first actions of a new chunk with the old chunk's
+still-pending ones (`blend_steps`), average every tick over the plans that the last few chunks
+made for it (`ensemble_chunks`, ACT's temporal ensembling), or ask for a new chunk that is
+inpainted on them (`pending_prefix`, real-time chunking's idea with a hard mask).
 """
 
 from __future__ import annotations
@@ -63,16 +64,22 @@ class ScheduledAction:
 
 
 class ChunkExecutor:
-    def __init__(self, dt: float, execute_k: int = 8, blend_steps: int = 0):
+    def __init__(self, dt: float, execute_k: int = 8, blend_steps: int = 0, ensemble_chunks: int = 1):
         if execute_k < 1:
             raise ValueError(f"execute_k must be >= 1, got {execute_k}")
         if blend_steps < 0:
             raise ValueError(f"blend_steps must be >= 0, got {blend_steps}")
+        if ensemble_chunks < 1:
+            raise ValueError(f"ensemble_chunks must be >= 1 (1 = the newest chunk alone), got {ensemble_chunks}")
+        if blend_steps and ensemble_chunks > 1:
+            raise ValueError("blend_steps and ensemble_chunks are two ways to soften a boundary: set one of them")
         self.dt = dt
         self.execute_k = execute_k
         self.blend_steps = blend_steps
+        self.ensemble_chunks = ensemble_chunks
         self.chunk: Chunk | None = None
         self.previous: Chunk | None = None
+        self._older: list[Chunk] = []  # chunks before the current one, newest last (for the ensemble)
         self.dropped = 0  # actions skipped because their time had passed
         self._switch_time: float | None = None
 
@@ -83,6 +90,7 @@ class ChunkExecutor:
     def add_chunk(self, chunk: Chunk, now: float) -> None:
         if self.chunk is not None:
             self.previous = self.chunk
+            self._older = (self._older + [self.chunk])[-(self.ensemble_chunks - 1):] if self.ensemble_chunks > 1 else []
         first = max(0, self.index_at(chunk, now))
         chunk.first_index = min(first, len(chunk.actions))
         self.dropped += chunk.first_index  # stale on arrival: their time has passed
@@ -98,6 +106,7 @@ class ChunkExecutor:
     def clear(self) -> None:
         """Forget every chunk (an operator took over): nothing executes until a new one arrives."""
         self.chunk = self.previous = None
+        self._older = []
         self._switch_time = None
 
     def remaining(self, t: float) -> int:
@@ -123,5 +132,13 @@ class ChunkExecutor:
                 w = (since_switch + 1) / (self.blend_steps + 1)
                 action = (1 - w) * np.asarray(self.previous.actions[j], dtype=float) + w * action
                 blended = True
+        plans = [np.asarray(c.actions[j], dtype=float) for c in self._older
+                 if c.first_index <= (j := self.index_at(c, t)) < len(c.actions)]
+        if plans:
+            # Temporal ensembling: the arm and wrist motion is the mean of every plan for this tick, so
+            # a fresh sample that restarts a move (rise, then descend) cannot splice its start alone.
+            # The gripper stays the newest chunk's: a mean of open and closed is neither.
+            action[:-1] = np.mean([p[:-1] for p in plans] + [action[:-1]], axis=0)
+            blended = True
         return ScheduledAction(action, i, self.chunk, blended)
 

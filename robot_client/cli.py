@@ -32,6 +32,9 @@ def _common_policy_args(p: argparse.ArgumentParser) -> None:
                    help="actions executed per 16-action chunk before the next takes over (default from config)")
     p.add_argument("--inpaint", action="store_true",
                    help="ask for chunks inpainted on the actions still in flight (control.inpaint; RTC-style)")
+    p.add_argument("--ensemble", type=int, default=None, metavar="N",
+                   help="average each tick's arm motion over the plans of the N latest chunks (control.ensemble_chunks; "
+                        "ACT's temporal ensembling; default from config: 1 = off)")
     p.add_argument("--samples", type=int, default=None,
                    help="loopback server: chunks sampled per request, the medoid executed (default from config: 1)")
 
@@ -46,6 +49,10 @@ def _policy_settings(args: argparse.Namespace):
         control = dataclasses.replace(control, execute_k=args.execute_k)
     if args.inpaint:
         control = dataclasses.replace(control, inpaint=True)
+    if args.ensemble is not None:
+        if args.ensemble < 1:
+            raise SystemExit(f"--ensemble must be >= 1 (latest chunks averaged; 1 = off), got {args.ensemble}")
+        control = dataclasses.replace(control, ensemble_chunks=args.ensemble)
     if args.samples is not None:
         if args.samples < 1:
             raise SystemExit(f"--samples must be >= 1 (chunks sampled per request), got {args.samples}")

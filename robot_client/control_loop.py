@@ -40,6 +40,7 @@ class LoopConfig:
     control_hz: float = 15.0
     execute_k: int = 8  # actions executed per chunk before the next one takes over
     blend_steps: int = 0  # ticks of linear cross-fade at a chunk boundary (0 = off)
+    ensemble_chunks: int = 1  # average each tick's arm motion over the plans of this many latest chunks
     inpaint: bool = False  # ask for chunks inpainted on the current chunk's still-pending actions
     max_steps: int = 900
     request_margin_ticks: int = 1  # ask this many ticks earlier than the latency estimate says
@@ -163,7 +164,7 @@ class ControlLoop:
     def run(self) -> EpisodeResult:
         cfg = self.config
         dt = cfg.dt
-        executor = ChunkExecutor(dt, cfg.execute_k, cfg.blend_steps)
+        executor = ChunkExecutor(dt, cfg.execute_k, cfg.blend_steps, cfg.ensemble_chunks)
         worker = InferenceWorker(self.policy, cfg.sim_latency_s)
         self.history.reset()
         self.watchdog.start()

@@ -1,6 +1,8 @@
-"""Receding-horizon scheduling: timing, stale drops, k-action windows, replacement, blending."""
+"""Receding-horizon scheduling: timing, stale drops, k-action windows, replacement, blending,
+temporal ensembling."""
 
 import numpy as np
+import pytest
 
 from robot_client.chunk_executor import Chunk, ChunkExecutor
 
@@ -56,3 +58,40 @@ def test_blend_cross_fades_old_into_new():
 def test_empty_executor_returns_no_action():
     ex = ChunkExecutor(DT)
     assert ex.action_at(0.0) is None and ex.remaining(0.0) == 0
+
+
+def test_ensemble_averages_the_arm_motion_of_the_latest_chunks_and_keeps_the_newest_gripper():
+    ex = ChunkExecutor(DT, execute_k=4, ensemble_chunks=3)
+    for r, value in enumerate([0, 100, 200, 300]):  # one chunk every 4 ticks, each carrying value + index
+        c = chunk(4 * r * DT, value=value, rid=r)
+        c.actions[:, 2] = -value  # a second arm axis, averaged alike
+        c.actions[:, 6] = r % 2  # gripper: 0, 1, 0, 1
+        ex.add_chunk(c, now=4 * r * DT)
+    s = ex.action_at(12 * DT)
+    # The plans of rid 3 (index 0), rid 2 (index 4) and rid 1 (index 8) for this tick; rid 0 is
+    # one chunk too old. Only the newest's window decides that an action runs at all.
+    assert s.chunk.request_id == 3 and s.index == 0 and s.blended
+    assert np.isclose(s.action[0], (300 + 204 + 108) / 3) and np.isclose(s.action[2], -(300 + 200 + 100) / 3)
+    assert s.action[6] == 1
+    assert ex.action_at(16 * DT) is None  # past the newest chunk's window: hold, whatever old plans say
+
+
+def test_ensemble_skips_plans_that_end_before_the_tick_and_clear_forgets_them():
+    ex = ChunkExecutor(DT, execute_k=4, ensemble_chunks=2)
+    ex.add_chunk(chunk(0.0, value=0, n=4, rid=1), now=0.0)  # plans ticks 0..3 only
+    ex.add_chunk(chunk(4 * DT, value=100, rid=2), now=4 * DT)
+    s = ex.action_at(4 * DT)
+    assert not s.blended and s.action[0] == 100
+    ex.add_chunk(chunk(5 * DT, value=200, rid=3), now=5 * DT)
+    assert np.isclose(ex.action_at(5 * DT).action[0], (101 + 200) / 2)
+    ex.clear()
+    ex.add_chunk(chunk(6 * DT, value=300, rid=4), now=6 * DT)
+    s = ex.action_at(6 * DT)
+    assert not s.blended and s.action[0] == 300
+
+
+def test_ensemble_and_blend_are_exclusive_and_checked():
+    with pytest.raises(ValueError, match="set one of them"):
+        ChunkExecutor(DT, blend_steps=2, ensemble_chunks=2)
+    with pytest.raises(ValueError, match="ensemble_chunks must be >= 1"):
+        ChunkExecutor(DT, ensemble_chunks=0)
