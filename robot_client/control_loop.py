@@ -35,6 +35,13 @@ def send_gripper(gripper, position: float, last: float | None, max_width: float,
     return position
 
 
+def latency_ticks(latency_s: float, dt: float) -> int:
+    """Whole ticks a latency spans. A lockstep latency of exactly 3 ticks measures as 3.0000000000000027
+    ticks in float clock time; it must not count as 4 (the chunk would be asked a tick early and run
+    one action fewer than `execute_k` says)."""
+    return math.ceil(latency_s / dt - 1e-6)
+
+
 @dataclass(frozen=True)
 class LoopConfig:
     control_hz: float = 15.0
@@ -141,7 +148,7 @@ class ControlLoop:
 
     def _lead_ticks(self) -> int:
         """Ticks until a chunk requested now is expected to take over (latency + margin)."""
-        return math.ceil(self._latency_estimate() / self.config.dt) + self.config.request_margin_ticks
+        return latency_ticks(self._latency_estimate(), self.config.dt) + self.config.request_margin_ticks
 
     def _needs_request(self, executor: ChunkExecutor, t: float) -> bool:
         # Ask when the actions left would run out before a new chunk could arrive.

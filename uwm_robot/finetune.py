@@ -42,6 +42,7 @@ class FinetuneConfig:
     data: list[str]
     out: str
     video_data: tuple[str, ...] = ()
+    chunk_data: tuple[str, ...] = ()  # policy rollouts labelled by their served chunks (self-imitation)
     init: str | None = None  # checkpoint to start from; None: random init of `preset`
     preset: str = "tiny"
     steps: int = 10_000
@@ -177,6 +178,8 @@ def finetune(cfg: FinetuneConfig, progress: bool = True) -> Path:
 
     out = Path(cfg.out)
     device = pick_device(cfg.device)
+    if not cfg.data and not cfg.chunk_data:
+        raise ValueError("no training data: give --data (labelled episodes) or --chunk-data (policy rollouts)")
     dist_info = init_distributed(device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -190,7 +193,8 @@ def finetune(cfg: FinetuneConfig, progress: bool = True) -> Path:
     bar = (lambda it, **kw: tqdm(it, **kw)) if (progress and dist_info.main) else (lambda it, **kw: it)
 
     episodes, normalizer = load_training_data(cfg.data, model_cfg, cfg.video_data,
-                                              progress=lambda x: bar(x, desc="reading episodes", unit="ep"))
+                                              progress=lambda x: bar(x, desc="reading episodes", unit="ep"),
+                                              chunk_roots=cfg.chunk_data)
     if cfg.normalizer == "init":
         normalizer = init_normalizer
         beyond = actions_beyond_range(normalizer, episodes)
@@ -248,6 +252,7 @@ def finetune(cfg: FinetuneConfig, progress: bool = True) -> Path:
     def save(final: bool) -> Path:
         served = ema.module if ema is not None else model
         meta = {**source, "step": step, "source": "uwm_robot finetune", "data": [str(d) for d in cfg.data],
+                "chunk_data": [str(d) for d in cfg.chunk_data],
                 "video_data": [str(d) for d in cfg.video_data], "episodes": len(episodes), "final": final}
         ckpt = save_checkpoint(out / CHECKPOINT_DIR, served, model_cfg, normalizer, meta=meta, fp16=cfg.fp16_checkpoint)
         tmp = state_path.with_name(STATE_FILE + ".tmp")
@@ -309,8 +314,11 @@ def finetune(cfg: FinetuneConfig, progress: bool = True) -> Path:
 # ---- CLI ---------------------------------------------------------------------------------------------
 def add_arguments(p: argparse.ArgumentParser) -> None:
     d = FinetuneConfig(data=[], out="")
-    p.add_argument("--data", nargs="+", required=True, help="episode directories or roots holding them (action-labelled)")
+    p.add_argument("--data", nargs="*", default=[], help="episode directories or roots holding them (action-labelled)")
     p.add_argument("--video-data", nargs="*", default=[], help="episode roots used as action-free video (cotraining)")
+    p.add_argument("--chunk-data", nargs="*", default=[],
+                   help="policy rollouts (eval directories) labelled by the chunks the policy was served, not by the "
+                        "executed steps: self-imitation on their successful trials")
     p.add_argument("--init", default=None, help="checkpoint to finetune (ours or an official models.pt)")
     p.add_argument("--preset", default=d.preset, help="without --init: architecture to train from scratch")
     p.add_argument("--out", required=True, help="run directory (a re-run with the same --out resumes)")
@@ -340,7 +348,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     cfg = FinetuneConfig(
-        data=list(args.data), video_data=tuple(args.video_data), out=args.out, init=args.init, preset=args.preset,
+        data=list(args.data), video_data=tuple(args.video_data), chunk_data=tuple(args.chunk_data), out=args.out, init=args.init, preset=args.preset,
         steps=args.steps, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
         warmup_steps=args.warmup_steps, scheduler=args.scheduler, clip_grad_norm=args.clip_grad_norm,
         ema_decay=args.ema_decay, save_every=args.save_every, log_every=args.log_every, seed=args.seed,

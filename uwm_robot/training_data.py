@@ -10,6 +10,11 @@ history at a reset) and the last ones repeat the final frame and action.
 Episodes without actions (video-only, or passed as `video_roots`) give windows whose
 `action_mask` is False: they train only the video half of the model.
 
+Policy rollouts passed as `chunk_roots` are labelled by the chunks the policy was served
+(`chunks.jsonl`), not by the actions it executed: the window whose newest frame is a chunk's
+observation gets that whole chunk. The executed actions splice a fresh sample every few ticks and
+are not a sample of the policy; each chunk is (self-imitation on successful trials).
+
 A model with low-dim inputs (`ModelConfig.low_dim`) also gets the recorded robot state of the two
 observation steps (`ee_pos`, `q`, `gripper_width`...), min-max normalised like the actions.
 """
@@ -24,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import action_codec
 from .config import ModelConfig
 from .episode import list_episodes, load_episode, read_meta
 from .images import resize_frames
@@ -43,6 +49,9 @@ class TrainingEpisode:
     frames: dict[str, np.ndarray]  # camera -> (N, H, W, 3) uint8 at the model's image_shape
     actions: np.ndarray | None  # (N, action_dim) model-space actions, un-normalised; None: video only
     state: dict[str, np.ndarray]  # low-dim key -> (N, D) float, un-normalised ({} when the episode has none)
+    # window start -> (action_len, action_dim) model-space actions, un-normalised: the chunk served for
+    # the observation at step start + 1 (chunk-labelled rollouts; None otherwise)
+    chunk_actions: dict[int, np.ndarray] | None = None
 
     @property
     def num_steps(self) -> int:
@@ -74,8 +83,26 @@ def find_episodes(roots: list[str | Path]) -> list[Path]:
     return found
 
 
-def read_episode(path: Path, cfg: ModelConfig, with_actions: bool = True) -> TrainingEpisode:
-    ep = load_episode(path, load_chunks=False)
+def chunk_labels(chunks: list[dict], step_times: np.ndarray, cfg: ModelConfig, path: Path) -> dict[int, np.ndarray]:
+    """Window start -> the served chunk as model-space actions, for each chunk whose observation
+    time is a recorded step (its window's newest frame)."""
+    labels = {}
+    dt = float(np.median(np.diff(step_times))) if len(step_times) > 1 else 1.0
+    for c in chunks:
+        o = int(np.argmin(np.abs(step_times - c["t_obs"])))
+        if abs(step_times[o] - c["t_obs"]) > dt / 2:
+            continue  # observed before recording started or after it ended
+        a = action_codec.encode(np.asarray(c["actions"], dtype=np.float64)).astype(np.float32)
+        if a.shape != (cfg.action_len, cfg.action_dim):
+            raise TrainingDataError(f"{path}: a served chunk is {a.shape}, the model's is "
+                                    f"({cfg.action_len}, {cfg.action_dim})")
+        labels[o - 1] = a
+    return labels
+
+
+def read_episode(path: Path, cfg: ModelConfig, with_actions: bool = True, chunk_labelled: bool = False) -> TrainingEpisode:
+    """`chunk_labelled`: label the windows by the served chunks (see the module docstring), not by the steps."""
+    ep = load_episode(path, load_chunks=chunk_labelled)
     missing = [c for c in cfg.cameras if c not in ep.cameras]
     if missing:
         raise TrainingDataError(f"{path}: no camera(s) {missing}; the model needs {list(cfg.cameras)}, "
@@ -87,8 +114,12 @@ def read_episode(path: Path, cfg: ModelConfig, with_actions: bool = True) -> Tra
         n = min(n, len(f))
         frames[cam] = np.array(resize_frames(f, cfg.image_shape))  # in memory, writable
     frames = {cam: f[:n] for cam, f in frames.items()}
-    actions = None
-    if with_actions:
+    actions, chunk_actions = None, None
+    if chunk_labelled:
+        chunk_actions = chunk_labels(ep.chunks, np.asarray(ep.steps["t"][:n], dtype=np.float64), cfg, path)
+        if not chunk_actions:
+            raise TrainingDataError(f"{path}: no served chunk matches a recorded step (chunks.jsonl missing?)")
+    elif with_actions:
         a = np.asarray(ep.steps["action_model"][:n], dtype=np.float32)
         if a.shape[-1] != cfg.action_dim:
             raise TrainingDataError(f"{path}: actions are {a.shape[-1]}-d, the model's are {cfg.action_dim}-d")
@@ -109,13 +140,13 @@ def read_episode(path: Path, cfg: ModelConfig, with_actions: bool = True) -> Tra
         if x.shape[1] != dim:
             raise TrainingDataError(f"{path}: state {key!r} is {x.shape[1]}-d, the model's low_dim says {dim}")
         state[key] = x
-    return TrainingEpisode(path, frames, actions, state)
+    return TrainingEpisode(path, frames, actions, state, chunk_actions)
 
 
 def fit_normalizer(episodes: list[TrainingEpisode], cfg: ModelConfig) -> NormalizerSet:
     """Min-max statistics of every action (the official normaliser) and of every low-dim input the
     action-labelled episodes hold."""
-    labelled = [e for e in episodes if e.actions is not None]
+    labelled = [e for e in episodes if e.actions is not None or e.chunk_actions]
     rows = labelled_action_rows(labelled)
     if not rows:
         raise TrainingDataError("no episode has actions: at least one action-labelled episode is needed")
@@ -126,7 +157,8 @@ def fit_normalizer(episodes: list[TrainingEpisode], cfg: ModelConfig) -> Normali
 def labelled_action_rows(episodes: list[TrainingEpisode]) -> list[np.ndarray]:
     """Per episode with actions, its labelled steps (finite rows; a takeover episode leaves the
     policy's own steps unlabelled), leaving out episodes with none."""
-    rows = (e.actions[np.isfinite(e.actions).all(axis=1)] for e in episodes if e.actions is not None)
+    rows = [e.actions[np.isfinite(e.actions).all(axis=1)] for e in episodes if e.actions is not None]
+    rows += [np.concatenate(list(e.chunk_actions.values())) for e in episodes if e.chunk_actions]
     return [r for r in rows if len(r)]
 
 
@@ -221,13 +253,15 @@ class WindowDataset:
         self.cfg = cfg
         self.episodes = episodes
         self.latents = [latents[episode_key(ep)] for ep in episodes]
-        self.actions = []
+        self.actions, self.chunk_actions = [], []
         for ep in episodes:
             if ep.actions is None:
                 self.actions.append(None)
             else:
                 a = np.nan_to_num(normalizer.action.normalize(ep.actions)).astype(np.float32)
                 self.actions.append(torch.from_numpy(a))
+            self.chunk_actions.append({s: torch.from_numpy(normalizer.action.normalize(a).astype(np.float32))
+                                       for s, a in (ep.chunk_actions or {}).items()})
         self.states = [{key: torch.from_numpy(normalizer.lowdim[key].normalize(ep.state[key]).astype(np.float32))
                         if key in ep.state else torch.zeros(ep.num_steps, dim) for key, dim in cfg.low_dim}
                        for ep in episodes]
@@ -237,7 +271,7 @@ class WindowDataset:
         # Per window: are all its actions labelled (they train the action half too)?
         self.labelled = np.concatenate([labelled_windows(ep, cfg.action_len) for ep in episodes])
         if skip_unlabelled:
-            video_only = np.array([ep.actions is None for ep in episodes])
+            video_only = np.array([ep.actions is None and not ep.chunk_actions for ep in episodes])
             keep = self.labelled | video_only[self.index[:, 0]]
             self.index, self.labelled = self.index[keep], self.labelled[keep]
             if not len(self.index):
@@ -269,7 +303,9 @@ class WindowDataset:
             m, sd = self.latents[e]
             mean.append(m[next_idx])
             std.append(sd[next_idx])
-            if self.actions[e] is None:
+            if s in self.chunk_actions[e]:
+                actions.append(self.chunk_actions[e][s])
+            elif self.actions[e] is None:
                 actions.append(torch.zeros(h, self.cfg.action_dim))
             else:
                 actions.append(self.actions[e][act_idx])
@@ -287,7 +323,12 @@ class WindowDataset:
 
 def labelled_windows(ep: TrainingEpisode, action_len: int) -> np.ndarray:
     """(N,) bool: window start s in [-1, N-2] has all its `action_len` actions (steps s+1..., the last
-    step repeated past the end) labelled."""
+    step repeated past the end) labelled, or a served chunk (chunk-labelled rollouts)."""
+    if ep.chunk_actions:
+        starts = np.array([s for s in ep.chunk_actions if -1 <= s <= ep.num_steps - 2], dtype=np.int64)
+        out = np.zeros(ep.num_steps, dtype=bool)
+        out[starts + 1] = True
+        return out
     if ep.actions is None:
         return np.zeros(ep.num_steps, dtype=bool)
     finite = np.isfinite(ep.actions).all(axis=1)
@@ -296,11 +337,13 @@ def labelled_windows(ep: TrainingEpisode, action_len: int) -> np.ndarray:
 
 
 def load_training_data(data_roots: list[str | Path], cfg: ModelConfig, video_roots: list[str | Path] = (),
-                       progress=None) -> tuple[list[TrainingEpisode], NormalizerSet]:
+                       progress=None, chunk_roots: list[str | Path] = ()) -> tuple[list[TrainingEpisode], NormalizerSet]:
     """Read every usable episode (frames resized to the model's input) and the normaliser statistics."""
-    paths = [(p, True) for p in find_episodes(list(data_roots))] + [(p, False) for p in find_episodes(list(video_roots))]
+    paths = ([(p, True, False) for p in find_episodes(list(data_roots))]
+             + [(p, False, False) for p in find_episodes(list(video_roots))]
+             + [(p, False, True) for p in find_episodes(list(chunk_roots))])
     if not paths:
-        raise TrainingDataError(f"no usable episodes under {[str(r) for r in [*data_roots, *video_roots]]} "
+        raise TrainingDataError(f"no usable episodes under {[str(r) for r in [*data_roots, *video_roots, *chunk_roots]]} "
                                 "(finished, not discarded, not failed)")
-    episodes = [read_episode(p, cfg, with_actions=a) for p, a in (progress(paths) if progress else paths)]
+    episodes = [read_episode(p, cfg, with_actions=a, chunk_labelled=c) for p, a, c in (progress(paths) if progress else paths)]
     return episodes, fit_normalizer(episodes, cfg)

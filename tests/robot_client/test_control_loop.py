@@ -75,6 +75,18 @@ def test_each_request_carries_the_robot_state_of_its_frames(env):
     assert last["ee_pos"][1, 0] > last["ee_pos"][0, 0] > ee0[0] + 0.01
 
 
+@pytest.mark.parametrize("k, executed", [(4, [3, 4, 5]), (5, [3, 4, 5, 6])])
+def test_each_chunk_runs_the_actions_execute_k_allows(env, k, executed):
+    """A 0.2 s lockstep latency is 3 ticks (float clock time makes it 3.0000000000000027): a chunk
+    starts at its action 3 and runs until the next, asked one margin tick before k runs out, takes over."""
+    loop = make_loop(env, ScriptedPolicy(), max_steps=60, execute_k=k)
+    indices = []
+    loop.on_step = lambda rec, frames: indices.append(rec.action_index)
+    loop.run()
+    runs = np.split(np.array(indices[3:]), np.flatnonzero(np.diff(indices[3:]) < 0) + 1)
+    assert indices[:3] == [-1, -1, -1] and all(r.tolist() == executed for r in runs[:-1]) and len(runs) > 8
+
+
 def test_request_i_draws_noise_from_seed_plus_i(env):
     policy = ScriptedPolicy()
     make_loop(env, policy, seed=7).run()

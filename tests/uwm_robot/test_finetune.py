@@ -200,6 +200,36 @@ def test_takeover_episodes_label_the_policy_only_with_the_operators_steps(init_c
         WindowDataset(episodes, latents, CFG, normalizer, skip_unlabelled=True)
 
 
+def test_chunk_labelled_rollouts_train_on_the_served_chunks(init_ckpt, tmp_path):
+    """Self-imitation: a rollout given as chunk data labels the window whose newest frame is a chunk's
+    observation with that whole chunk (here the step-8 action repeated), not with the executed steps
+    (whose gripper keeps closing); its other windows train the video half, or are left out."""
+    from robot_client.recording import synthetic_step
+    from uwm_robot.action_codec import encode
+
+    path = write_synthetic_episode(tmp_path / "rollout", n_steps=24, camera_shapes=SHAPES, save_raw_frames=True,
+                                   no_action_steps=0)  # chunks observed at steps 0, 8, 16
+    episodes, normalizer = load_training_data([], CFG, chunk_roots=[path])
+    ep = episodes[0]
+    assert ep.actions is None and sorted(ep.chunk_actions) == [-1, 7, 15]
+    latents = cached_latents(load_checkpoint(init_ckpt).model, CFG, episodes, tmp_path / "cache.pt", torch.device("cpu"))
+    data = WindowDataset(episodes, latents, CFG, normalizer)
+    b = data.batch(np.arange(24))
+    assert b["action_mask"].tolist() == [start in (-1, 7, 15) for start in range(-1, 23)]
+    served = normalizer.action.normalize(np.tile(encode(synthetic_step(8).action), (16, 1)))
+    np.testing.assert_allclose(b["action"][8].numpy(), served, atol=1e-5)
+    executed = normalizer.action.normalize(np.stack([encode(synthetic_step(i).action) for i in range(8, 24)]))
+    assert np.abs(b["action"][8].numpy() - executed).max() > 0.5
+    skipped = WindowDataset(episodes, latents, CFG, normalizer, skip_unlabelled=True)
+    assert skipped.index[:, 1].tolist() == [-1, 7, 15] and skipped.batch(np.arange(3))["action_mask"].all()
+
+    finetune(small_run(tmp_path / "run", [], init_ckpt, steps=2, chunk_data=[str(path)]), progress=False)
+    meta = json.loads((tmp_path / "run" / "checkpoint" / "meta.json").read_text())
+    assert meta["chunk_data"] == [str(path)] and meta["episodes"] == 1
+    with pytest.raises(ValueError, match="--chunk-data"):
+        finetune(small_run(tmp_path / "none", [], init_ckpt, steps=2), progress=False)
+
+
 def test_skipping_unlabelled_windows_keeps_action_free_video(demo_root, init_ckpt, tmp_path):
     episodes, normalizer = load_training_data([demo_root / "demo_000"], CFG, video_roots=[demo_root / "demo_001"])
     latents = cached_latents(load_checkpoint(init_ckpt).model, CFG, episodes, tmp_path / "cache.pt", torch.device("cpu"))
@@ -298,7 +328,7 @@ def test_vae_fingerprint_follows_values_not_the_sign_of_zero():
         assert vae_fingerprint(model, CFG) != signed
 
 
-def test_cli_passes_skip_unlabelled_windows(monkeypatch, tmp_path):
+def test_cli_passes_skip_unlabelled_windows_and_chunk_data(monkeypatch, tmp_path):
     import argparse
 
     import uwm_robot.finetune as ft
@@ -310,3 +340,5 @@ def test_cli_passes_skip_unlabelled_windows(monkeypatch, tmp_path):
     for extra, want in (([], False), (["--skip-unlabelled-windows"], True)):
         ft.run(parser.parse_args(["--data", "d", "--out", str(tmp_path), *extra]))
         assert seen[-1].skip_unlabelled_windows is want
+    ft.run(parser.parse_args(["--chunk-data", "r1", "r2", "--out", str(tmp_path)]))
+    assert seen[-1].chunk_data == ("r1", "r2") and seen[-1].data == []
