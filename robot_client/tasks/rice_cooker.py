@@ -153,6 +153,7 @@ class RiceCookerTask(Task):
 GRASP_ATTEMPTS = 3
 OFF_CENTRE_LIMIT = 0.012  # m: the open fingers (7.5 cm, diagonal) still close around the 5 cm cup
 CUP_OPEN_WIDTH = 0.075  # m: fingers open around the 5 cm cup, with room for the diagonal approach
+CUP_APPROACH_HEIGHT = 0.12  # m above the cup: where the hand arrives before going down onto it
 HOLDING_WIDTH = 0.03  # m: the fingers stop at the 5 cm cup; an empty grasp closes below this
 OPEN_HAND_WIDTH = 0.06  # m: wider than the held cup: the hand is open
 EMPTY_WIDTH = 0.008  # m: fingers closed on nothing (the lid's bar holds them 1.6 cm apart)
@@ -165,7 +166,8 @@ def rice_cooker_plan(env, first_grasp_offset: np.ndarray | None = None, approach
     world = env.world
     cooker = cooker_position(world)
     held = held_object(env) if resume else None
-    if resume and held is None:
+    steer_onto_cup = resume and held is None and lid_angle(world) >= STAYS_OPEN_ANGLE and hand_low_above_cup(world)
+    if resume and held is None and not steer_onto_cup:
         # Clear of whatever the hand is near before travelling: open, then up.
         tcp = tcp_position(world)
         yield Gripper("goto", CUP_OPEN_WIDTH)
@@ -173,8 +175,20 @@ def rice_cooker_plan(env, first_grasp_offset: np.ndarray | None = None, approach
     if not resume or lid_angle(world) < STAYS_OPEN_ANGLE:  # past "lid opened" (1.2 rad) a lid let go of may creep shut
         yield from _open_lid(world, cooker, holding_bar=held == "bar")
     if not resume or not cup_in_cavity(world):
-        yield from _cup_into_pot(env, cooker, first_grasp_offset, approach_offset, holding_cup=held == "cup")
+        yield from _cup_into_pot(env, cooker, first_grasp_offset, approach_offset, holding_cup=held == "cup",
+                                 from_where_it_is=steer_onto_cup)
     yield from _close_lid(world, cooker)
+
+
+NEAR_CUP_RADIUS = 0.03  # m: a hand this close (xy) above the cup steers onto it from where it is
+
+
+def hand_low_above_cup(world) -> bool:
+    """The hand is over the cup, below the approach height: a policy on its way down. An expert taking
+    over there goes on down; climbing to the approach height first would label a hand on its way down
+    with "rise", and a policy that copies it rises and sinks above the cup in a loop."""
+    tcp, cup = tcp_position(world), cup_position(world)
+    return bool(np.linalg.norm(tcp[:2] - cup[:2]) < NEAR_CUP_RADIUS and 0.0 < tcp[2] - cup[2] < CUP_APPROACH_HEIGHT)
 
 
 def held_object(env) -> str | None:
@@ -219,34 +233,42 @@ def _open_lid(world, cooker, holding_bar: bool = False):
     yield Move(bar_position(cooker, PULL_TO) + ABOVE, BAR_GRIP, speed=0.3, tol=0.01)
 
 
-def _cup_into_pot(env, cooker, first_grasp_offset, approach_offset, holding_cup: bool = False):
+def _cup_into_pot(env, cooker, first_grasp_offset, approach_offset, holding_cup: bool = False,
+                  from_where_it_is: bool = False):
     """A missed grasp (the fingers closed on nothing) is re-aimed at where the cup is now; `holding_cup`:
-    keep the grip, lift, and carry on."""
+    keep the grip, lift, and carry on; `from_where_it_is`: the first grasp starts from the hand's height."""
     world = env.world
     if holding_cup:
         yield Gripper("grasp", CUP_WIDTH, epsilon=0.01)
         tcp = tcp_position(world)
         yield Move(np.array([tcp[0], tcp[1], max(tcp[2], 0.2 + CUP_HALF_HEIGHT)]), CUP_GRIP, speed=0.5, tol=0.01)
     else:
-        yield from _grasp_cup(env, first_grasp_offset, approach_offset)
+        yield from _grasp_cup(env, first_grasp_offset, approach_offset, from_where_it_is)
     yield Move(cooker + np.array([0, 0, 0.24]), CUP_GRIP, speed=0.5, tol=0.008)
     yield Move(cooker + np.array([0, 0, 0.085]), CUP_GRIP, speed=0.3, tol=0.006)
     yield Gripper("goto", CUP_OPEN_WIDTH)
     yield Move(cooker + np.array([0, 0, 0.26]), CUP_GRIP, speed=0.5, tol=0.01)
 
 
-def _grasp_cup(env, first_grasp_offset, approach_offset):
+def _grasp_cup(env, first_grasp_offset, approach_offset, from_where_it_is: bool = False):
     world = env.world
     yield Gripper("goto", CUP_OPEN_WIDTH)
     for attempt in range(GRASP_ATTEMPTS):
         aim = cup_position(world)
         if attempt == 0 and first_grasp_offset is not None:
             aim = aim + first_grasp_offset
-        off_centre = attempt == 0 and approach_offset is not None
-        arrival = aim + (approach_offset if off_centre else 0.0)
-        yield Move(arrival + np.array([0, 0, 0.12]), CUP_GRIP, speed=0.6, tol=0.01)
-        if off_centre:  # steer back while sinking to half height: the correction a policy needs
-            yield Move(aim + np.array([0, 0, 0.06]), CUP_GRIP, speed=0.25, tol=0.004)
+        if attempt == 0 and from_where_it_is:
+            # Steer over the cup, then down as usual: at the hand's height when the open fingers already
+            # straddle the cup, else at half height (the fingertips clear the rim).
+            tcp = tcp_position(world)
+            height = min(tcp[2] - aim[2], 0.06) if np.linalg.norm(tcp[:2] - aim[:2]) <= OFF_CENTRE_LIMIT else 0.06
+            yield Move(aim + np.array([0, 0, max(height, 0.005)]), CUP_GRIP, speed=0.25, tol=0.004)
+        else:
+            off_centre = attempt == 0 and approach_offset is not None
+            arrival = aim + (approach_offset if off_centre else 0.0)
+            yield Move(arrival + np.array([0, 0, CUP_APPROACH_HEIGHT]), CUP_GRIP, speed=0.6, tol=0.01)
+            if off_centre:  # steer back while sinking to half height: the correction a policy needs
+                yield Move(aim + np.array([0, 0, 0.06]), CUP_GRIP, speed=0.25, tol=0.004)
         yield Move(aim + np.array([0, 0, 0.005]), CUP_GRIP, speed=0.25)
         yield Gripper("grasp", CUP_WIDTH, epsilon=0.01)
         yield Move(aim + np.array([0, 0, 0.2]), CUP_GRIP, speed=0.5, tol=0.01)

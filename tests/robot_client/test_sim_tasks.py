@@ -147,6 +147,23 @@ def _take_over_when(condition, before=None):
     return held, np.array(ticks, dtype=float), result.success
 
 
+def test_a_taking_over_expert_goes_on_down_onto_the_cup_from_a_hand_on_its_way_down():
+    """Taking over from a hand on its way down onto the cup, 10 cm above it: no climb to the clear height
+    and the approach height first (labels a policy copies as "rise", then sinks again, in a loop above
+    the cup); it goes on down, grasps the cup, and the task succeeds."""
+    from robot_client.tasks.rice_cooker import cup_position, hand_low_above_cup, tcp_position
+
+    with SimEnv("rice_cooker", seed=1, camera_names=()) as env:
+        _expert_until(env, lambda e: (tcp_position(e.world) - cup_position(e.world))[2] < 0.10)
+        assert hand_low_above_cup(env.world)
+        start, heights, widths = tcp_position(env.world)[2], [], []
+        record = lambda *_: (heights.append(tcp_position(env.world)[2]), widths.append(env.gripper.get_state().width))  # noqa: E731
+        result = env.task.expert(env, resume=True).run(on_step=record)
+    grasped = int(np.argmax(np.array(widths) < 0.06))  # the fingers closing on the cup
+    assert result.success and grasped > 0
+    assert max(heights[:grasped]) < start + 0.005
+
+
 def test_a_taking_over_expert_keeps_the_grip_on_the_lid_bar_and_pulls_on():
     """Mid-pull (lid at 0.4 rad): letting go would label the policy's slow pull with "release"."""
     from robot_client.tasks.rice_cooker import HOLDING_WIDTH, OPEN_ANGLE, lid_angle
