@@ -166,12 +166,12 @@ def rice_cooker_plan(env, first_grasp_offset: np.ndarray | None = None, approach
     world = env.world
     cooker = cooker_position(world)
     held = held_object(env) if resume else None
-    steer_onto_cup = resume and held is None and lid_angle(world) >= STAYS_OPEN_ANGLE and hand_low_above_cup(world)
+    steer_onto_cup = resume and held is None and lid_angle(world) >= STAYS_OPEN_ANGLE and hand_over_cup(world)
     if resume and held is None and not steer_onto_cup:
         # Clear of whatever the hand is near before travelling: open, then up.
         tcp = tcp_position(world)
         yield Gripper("goto", CUP_OPEN_WIDTH)
-        yield Move(np.array([tcp[0], tcp[1], max(tcp[2], 0.3)]), CUP_GRIP, speed=0.5, tol=0.02, rot_tol=0.3)
+        yield Move(np.array([tcp[0], tcp[1], max(tcp[2], CLEAR_HEIGHT)]), CUP_GRIP, speed=0.5, tol=0.02, rot_tol=0.3)
     if not resume or lid_angle(world) < STAYS_OPEN_ANGLE:  # past "lid opened" (1.2 rad) a lid let go of may creep shut
         yield from _open_lid(world, cooker, holding_bar=held == "bar")
     if not resume or not cup_in_cavity(world):
@@ -180,15 +180,17 @@ def rice_cooker_plan(env, first_grasp_offset: np.ndarray | None = None, approach
     yield from _close_lid(world, cooker)
 
 
-NEAR_CUP_RADIUS = 0.03  # m: a hand this close (xy) above the cup steers onto it from where it is
+NEAR_CUP_RADIUS = 0.04  # m: a hand this close (xy) above the cup steers onto it from where it is
+CLEAR_HEIGHT = 0.3  # m: an expert taking over elsewhere first lifts the open hand to this height
 
 
-def hand_low_above_cup(world) -> bool:
-    """The hand is over the cup, below the approach height: a policy on its way down. An expert taking
-    over there goes on down; climbing to the approach height first would label a hand on its way down
-    with "rise", and a policy that copies it rises and sinks above the cup in a loop."""
+def hand_over_cup(world) -> bool:
+    """The hand is over the cup, below the clear height: a policy on its way down, or hovering. An expert
+    taking over there goes down from where the hand is; climbing to the clear height and the approach
+    height first would label a hand above the cup with "rise", and a policy that copies it rises and
+    sinks above the cup in a loop."""
     tcp, cup = tcp_position(world), cup_position(world)
-    return bool(np.linalg.norm(tcp[:2] - cup[:2]) < NEAR_CUP_RADIUS and 0.0 < tcp[2] - cup[2] < CUP_APPROACH_HEIGHT)
+    return bool(np.linalg.norm(tcp[:2] - cup[:2]) < NEAR_CUP_RADIUS and 0.0 < tcp[2] - cup[2] < CLEAR_HEIGHT)
 
 
 def held_object(env) -> str | None:
@@ -258,8 +260,8 @@ def _grasp_cup(env, first_grasp_offset, approach_offset, from_where_it_is: bool 
         if attempt == 0 and first_grasp_offset is not None:
             aim = aim + first_grasp_offset
         if attempt == 0 and from_where_it_is:
-            # Steer over the cup, then down as usual: at the hand's height when the open fingers already
-            # straddle the cup, else at half height (the fingertips clear the rim).
+            # Steer onto the cup while sinking to half height, then down as usual; a hand already lower
+            # with the open fingers around the cup goes straight down.
             tcp = tcp_position(world)
             height = min(tcp[2] - aim[2], 0.06) if np.linalg.norm(tcp[:2] - aim[:2]) <= OFF_CENTRE_LIMIT else 0.06
             yield Move(aim + np.array([0, 0, max(height, 0.005)]), CUP_GRIP, speed=0.25, tol=0.004)

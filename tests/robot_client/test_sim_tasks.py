@@ -147,15 +147,17 @@ def _take_over_when(condition, before=None):
     return held, np.array(ticks, dtype=float), result.success
 
 
-def test_a_taking_over_expert_goes_on_down_onto_the_cup_from_a_hand_on_its_way_down():
-    """Taking over from a hand on its way down onto the cup, 10 cm above it: no climb to the clear height
-    and the approach height first (labels a policy copies as "rise", then sinks again, in a loop above
-    the cup); it goes on down, grasps the cup, and the task succeeds."""
-    from robot_client.tasks.rice_cooker import cup_position, hand_low_above_cup, tcp_position
+@pytest.mark.parametrize("height", [0.16, 0.10])
+def test_a_taking_over_expert_goes_down_onto_the_cup_from_a_hand_above_it(height):
+    """Taking over from a hand above the cup (hovering 16 cm above it, or on its way down at 10 cm): no
+    climb to the clear height and the approach height first (labels a policy copies as "rise", then
+    sinks again, in a loop above the cup); it goes down, grasps the cup, and the task succeeds."""
+    from robot_client.tasks.rice_cooker import cup_position, hand_over_cup, tcp_position
 
     with SimEnv("rice_cooker", seed=1, camera_names=()) as env:
-        _expert_until(env, lambda e: (tcp_position(e.world) - cup_position(e.world))[2] < 0.10)
-        assert hand_low_above_cup(env.world)
+        _expert_until(env, lambda e: (tcp_position(e.world) - cup_position(e.world))[2] < height
+                      and np.linalg.norm((tcp_position(e.world) - cup_position(e.world))[:2]) < 0.03)
+        assert hand_over_cup(env.world)
         start, heights, widths = tcp_position(env.world)[2], [], []
         record = lambda *_: (heights.append(tcp_position(env.world)[2]), widths.append(env.gripper.get_state().width))  # noqa: E731
         result = env.task.expert(env, resume=True).run(on_step=record)
