@@ -166,7 +166,8 @@ def rice_cooker_plan(env, first_grasp_offset: np.ndarray | None = None, approach
     world = env.world
     cooker = cooker_position(world)
     held = held_object(env) if resume else None
-    steer_onto_cup = resume and held is None and lid_angle(world) >= STAYS_OPEN_ANGLE and hand_over_cup(world)
+    steer_onto_cup = (resume and held is None and lid_angle(world) >= STAYS_OPEN_ANGLE and not cup_in_cavity(world)
+                      and hand_over_cup(world))
     if resume and held is None and not steer_onto_cup:
         # Clear of whatever the hand is near before travelling: open, then up.
         tcp = tcp_position(world)
