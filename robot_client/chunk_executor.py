@@ -14,6 +14,7 @@ inpainted on them (`pending_prefix`, real-time chunking's idea with a hard mask)
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -79,7 +80,8 @@ class ChunkExecutor:
         self.ensemble_chunks = ensemble_chunks
         self.chunk: Chunk | None = None
         self.previous: Chunk | None = None
-        self._older: list[Chunk] = []  # chunks before the current one, newest last (for the ensemble)
+        # the chunks before the current one that the ensemble averages in, newest last
+        self._older: deque[Chunk] = deque(maxlen=ensemble_chunks - 1)
         self.dropped = 0  # actions skipped because their time had passed
         self._switch_time: float | None = None
 
@@ -90,7 +92,7 @@ class ChunkExecutor:
     def add_chunk(self, chunk: Chunk, now: float) -> None:
         if self.chunk is not None:
             self.previous = self.chunk
-            self._older = (self._older + [self.chunk])[-(self.ensemble_chunks - 1):] if self.ensemble_chunks > 1 else []
+            self._older.append(self.chunk)
         first = max(0, self.index_at(chunk, now))
         chunk.first_index = min(first, len(chunk.actions))
         self.dropped += chunk.first_index  # stale on arrival: their time has passed
@@ -106,7 +108,7 @@ class ChunkExecutor:
     def clear(self) -> None:
         """Forget every chunk (an operator took over): nothing executes until a new one arrives."""
         self.chunk = self.previous = None
-        self._older = []
+        self._older.clear()
         self._switch_time = None
 
     def remaining(self, t: float) -> int:

@@ -324,10 +324,9 @@ class WindowDataset:
 def labelled_windows(ep: TrainingEpisode, action_len: int) -> np.ndarray:
     """(N,) bool: window start s in [-1, N-2] has all its `action_len` actions (steps s+1..., the last
     step repeated past the end) labelled, or a served chunk (chunk-labelled rollouts)."""
-    if ep.chunk_actions:
-        starts = np.array([s for s in ep.chunk_actions if -1 <= s <= ep.num_steps - 2], dtype=np.int64)
+    if ep.chunk_actions:  # `chunk_labels` keeps only chunks observed at a recorded step: starts -1 .. N-2
         out = np.zeros(ep.num_steps, dtype=bool)
-        out[starts + 1] = True
+        out[np.fromiter(ep.chunk_actions, dtype=np.int64) + 1] = True
         return out
     if ep.actions is None:
         return np.zeros(ep.num_steps, dtype=bool)

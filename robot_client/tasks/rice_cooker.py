@@ -154,6 +154,9 @@ GRASP_ATTEMPTS = 3
 OFF_CENTRE_LIMIT = 0.012  # m: the open fingers (7.5 cm, diagonal) still close around the 5 cm cup
 CUP_OPEN_WIDTH = 0.075  # m: fingers open around the 5 cm cup, with room for the diagonal approach
 CUP_APPROACH_HEIGHT = 0.12  # m above the cup: where the hand arrives before going down onto it
+CUP_STEER_HEIGHT = 0.06  # m above the cup: half height, where an off-centre hand is back over it
+NEAR_CUP_RADIUS = 0.04  # m: a hand this close (xy) above the cup steers onto it from where it is
+CLEAR_HEIGHT = 0.3  # m: an expert taking over elsewhere first lifts the open hand to this height
 HOLDING_WIDTH = 0.03  # m: the fingers stop at the 5 cm cup; an empty grasp closes below this
 OPEN_HAND_WIDTH = 0.06  # m: wider than the held cup: the hand is open
 EMPTY_WIDTH = 0.008  # m: fingers closed on nothing (the lid's bar holds them 1.6 cm apart)
@@ -179,10 +182,6 @@ def rice_cooker_plan(env, first_grasp_offset: np.ndarray | None = None, approach
         yield from _cup_into_pot(env, cooker, first_grasp_offset, approach_offset, holding_cup=held == "cup",
                                  from_where_it_is=steer_onto_cup)
     yield from _close_lid(world, cooker)
-
-
-NEAR_CUP_RADIUS = 0.04  # m: a hand this close (xy) above the cup steers onto it from where it is
-CLEAR_HEIGHT = 0.3  # m: an expert taking over elsewhere first lifts the open hand to this height
 
 
 def hand_over_cup(world) -> bool:
@@ -264,14 +263,16 @@ def _grasp_cup(env, first_grasp_offset, approach_offset, from_where_it_is: bool 
             # Steer onto the cup while sinking to half height, then down as usual; a hand already lower
             # with the open fingers around the cup goes straight down.
             tcp = tcp_position(world)
-            height = min(tcp[2] - aim[2], 0.06) if np.linalg.norm(tcp[:2] - aim[:2]) <= OFF_CENTRE_LIMIT else 0.06
+            height = CUP_STEER_HEIGHT
+            if np.linalg.norm(tcp[:2] - aim[:2]) <= OFF_CENTRE_LIMIT:
+                height = min(tcp[2] - aim[2], CUP_STEER_HEIGHT)
             yield Move(aim + np.array([0, 0, max(height, 0.005)]), CUP_GRIP, speed=0.25, tol=0.004)
         else:
             off_centre = attempt == 0 and approach_offset is not None
             arrival = aim + (approach_offset if off_centre else 0.0)
             yield Move(arrival + np.array([0, 0, CUP_APPROACH_HEIGHT]), CUP_GRIP, speed=0.6, tol=0.01)
             if off_centre:  # steer back while sinking to half height: the correction a policy needs
-                yield Move(aim + np.array([0, 0, 0.06]), CUP_GRIP, speed=0.25, tol=0.004)
+                yield Move(aim + np.array([0, 0, CUP_STEER_HEIGHT]), CUP_GRIP, speed=0.25, tol=0.004)
         yield Move(aim + np.array([0, 0, 0.005]), CUP_GRIP, speed=0.25)
         yield Gripper("grasp", CUP_WIDTH, epsilon=0.01)
         yield Move(aim + np.array([0, 0, 0.2]), CUP_GRIP, speed=0.5, tol=0.01)
