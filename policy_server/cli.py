@@ -187,7 +187,8 @@ def register_serve(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-message-mb", type=float, default=DEFAULT_MAX_MESSAGE_BYTES / (1 << 20), help="request size limit (MiB)")
     p.add_argument("--heartbeat", type=float, default=5.0, help="zerorpc heartbeat period (s)")
     p.add_argument("--samples", type=int, default=1,
-                   help="chunks sampled per request; the medoid (the one nearest the others) is returned (default 1)")
+                   help="chunks sampled per request; the medoid (the one nearest the others) is returned, or with a "
+                        "request's guide the one nearest it (default 1)")
     p.add_argument("--plain", action="store_true", help="use the plain diffusers sampling path instead of the fast one")
     p.add_argument("--warmup-batches", action="store_true", help="also warm up a full batch (--max-batch)")
     p.set_defaults(func=_serve)

@@ -105,6 +105,14 @@ class ChunkExecutor:
             return None
         return pending_prefix(self.chunk, t_obs_new, self.dt, self.chunk.window_end(self.execute_k), horizon)
 
+    def plan_for(self, t_obs_new: float) -> tuple[np.ndarray, np.ndarray] | None:
+        """The current chunk's whole remaining plan (executed or not) re-indexed for a request
+        observed at `t_obs_new`: the guide for backward coherence (None without a chunk)."""
+        if self.chunk is None:
+            return None
+        n = len(self.chunk.actions)
+        return pending_prefix(self.chunk, t_obs_new, self.dt, n, n)
+
     def clear(self) -> None:
         """Forget every chunk (an operator took over): nothing executes until a new one arrives."""
         self.chunk = self.previous = None

@@ -37,6 +37,10 @@ def _common_policy_args(p: argparse.ArgumentParser) -> None:
                         "ACT's temporal ensembling; default from config: 1 = off)")
     p.add_argument("--samples", type=int, default=None,
                    help="loopback server: chunks sampled per request, the medoid executed (default from config: 1)")
+    p.add_argument("--coherent", action="store_true",
+                   help="send each request the current chunk's plan; a server sampling several chunks (--samples N) "
+                        "returns the one nearest it instead of the medoid (control.coherent; bidirectional "
+                        "decoding's backward coherence)")
 
 
 def _policy_settings(args: argparse.Namespace):
@@ -49,6 +53,8 @@ def _policy_settings(args: argparse.Namespace):
         control = dataclasses.replace(control, execute_k=args.execute_k)
     if args.inpaint:
         control = dataclasses.replace(control, inpaint=True)
+    if args.coherent:
+        control = dataclasses.replace(control, coherent=True)
     if args.ensemble is not None:
         if args.ensemble < 1:
             raise SystemExit(f"--ensemble must be >= 1 (latest chunks averaged; 1 = off), got {args.ensemble}")
@@ -57,6 +63,9 @@ def _policy_settings(args: argparse.Namespace):
         if args.samples < 1:
             raise SystemExit(f"--samples must be >= 1 (chunks sampled per request), got {args.samples}")
         settings = dataclasses.replace(settings, samples=args.samples)
+    if control.coherent and settings.samples == 1 and not (args.server or settings.server):
+        raise SystemExit("--coherent picks among several sampled chunks: add --samples N (N > 1) "
+                         "for the loopback server (control.coherent; one sample per request has nothing to pick)")
     return dataclasses.replace(settings, control=control)
 
 

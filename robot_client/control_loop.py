@@ -49,6 +49,7 @@ class LoopConfig:
     blend_steps: int = 0  # ticks of linear cross-fade at a chunk boundary (0 = off)
     ensemble_chunks: int = 1  # average each tick's arm motion over the plans of this many latest chunks
     inpaint: bool = False  # ask for chunks inpainted on the current chunk's still-pending actions
+    coherent: bool = False  # send the current chunk's plan as a guide: a sampling server returns the sample nearest it
     max_steps: int = 900
     request_margin_ticks: int = 1  # ask this many ticks earlier than the latency estimate says
     initial_latency_s: float = 0.3  # latency guess before the first measurement
@@ -214,7 +215,9 @@ class ControlLoop:
                     obs = self.history.snapshot()
                     # Inpainting: the actions the old chunk still executes before the new one takes over.
                     prefix = executor.prefix_for(obs.t, self._lead_ticks()) if cfg.inpaint else None
-                    worker.submit(obs, t, seed=seed, prefix=prefix)
+                    # Backward coherence: the sample that carries on the current plan (with --samples N).
+                    guide = executor.plan_for(obs.t) if cfg.coherent else None
+                    worker.submit(obs, t, seed=seed, prefix=prefix, guide=guide)
 
                 scheduled = executor.action_at(t)
                 self.stats.queue_depth.append(executor.remaining(t))

@@ -6,9 +6,9 @@ means nothing there; a chunk is instead delivered `sim_latency_s` of sim time af
 (the loop blocks in wall time at that tick if the computation is not done yet). That keeps runs
 deterministic while still exercising the asynchronous schedule.
 
-A request may carry an inpainting prefix (raw actions + mask, see `chunk_executor.pending_prefix`);
-the policy is then asked with `prefix=`/`prefix_mask=`, and the chunk's meta says how many rows
-were fixed.
+A request may carry an inpainting prefix and a coherence guide (raw actions + mask each, see
+`chunk_executor.pending_prefix`); the policy is then asked with `prefix=`/`prefix_mask=` and
+`guide=`/`guide_mask=`, and the chunk's meta says how many rows were fixed and compared.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ class _Job:
     request_id: int
     seed: int | None
     prefix: tuple[np.ndarray, np.ndarray] | None = None
+    guide: tuple[np.ndarray, np.ndarray] | None = None
     wall_start: float = 0.0
     wall_end: float = 0.0
     chunk: Chunk | None = None
@@ -56,13 +57,15 @@ class InferenceWorker:
         return self._job is not None
 
     def submit(self, obs: Observation, t_request: float, seed: int | None = None,
-               prefix: tuple[np.ndarray, np.ndarray] | None = None) -> int:
-        """Start a request; `prefix` = (raw actions (L, D), bool mask (L,)) to inpaint, or None."""
+               prefix: tuple[np.ndarray, np.ndarray] | None = None,
+               guide: tuple[np.ndarray, np.ndarray] | None = None) -> int:
+        """Start a request; `prefix` = (raw actions (L, D), bool mask (L,)) to inpaint, `guide` the
+        same to select the sample nearest it; either may be None."""
         if self.busy:
             raise RuntimeError("a request is already in flight")
         self._next_id += 1
         self._done.clear()
-        self._job = _Job(obs, t_request, self._next_id, seed, prefix)
+        self._job = _Job(obs, t_request, self._next_id, seed, prefix, guide)
         self._wake.set()
         return self._next_id
 
@@ -75,10 +78,13 @@ class InferenceWorker:
             job = self._job
             job.wall_start = time.perf_counter()
             try:
-                # No prefix: the plain call, so policies without inpainting keep working.
+                # Neither: the plain call, so policies without inpainting or guides keep working.
                 kw = {} if job.prefix is None else {"prefix": job.prefix[0], "prefix_mask": job.prefix[1]}
+                if job.guide is not None:
+                    kw.update(guide=job.guide[0], guide_mask=job.guide[1])
                 reply = self.policy.infer(job.obs, seed=job.seed, **kw)
-                meta = {"timings": reply.timings, "inpainted_rows": 0 if job.prefix is None else int(job.prefix[1].sum())}
+                meta = {"timings": reply.timings, "inpainted_rows": 0 if job.prefix is None else int(job.prefix[1].sum()),
+                        "guided_rows": 0 if job.guide is None else int(job.guide[1].sum())}
                 job.chunk = Chunk(reply.actions, job.obs.t, reply.raw, job.request_id, meta=meta)
             except BaseException as e:  # delivered to the loop, which holds the arm
                 job.error = e

@@ -374,19 +374,25 @@ class PolicyClient:
         timeout: float | None = None,
         prefix: Any = None,
         prefix_mask: Any = None,
+        guide: Any = None,
+        guide_mask: Any = None,
     ) -> dict[str, Any]:
         """One action chunk for the observation `images` (camera -> uint8 (n_obs, H, W, 3)).
 
         `prefix` (L, 10) normalised model actions (an earlier reply's `raw` rows) with a bool
         `prefix_mask` (L,): the server inpaints those rows, and the reply's masked `raw` rows equal them.
+        `guide`/`guide_mask`, the same layout: a server drawing several samples per request returns
+        the one nearest the guide on the masked rows (backward coherence) instead of their medoid.
 
         Returns `{"actions": (L, 7) float32 DROID, "raw": (L, 10) normalised, "request_id",
         "obs_timestamp_ns" (newest capture time sent), "seed", "timings" (ms), "server_timing"}`.
         """
         extra = {}
-        if prefix is not None or prefix_mask is not None:
-            extra = {"prefix": None if prefix is None else np.asarray(prefix, np.float32),
-                     "prefix_mask": None if prefix_mask is None else np.asarray(prefix_mask, bool)}
+        for rows, mask, values, flags in (("prefix", "prefix_mask", prefix, prefix_mask),
+                                          ("guide", "guide_mask", guide, guide_mask)):
+            if values is not None or flags is not None:
+                extra[rows] = None if values is None else np.asarray(values, np.float32)
+                extra[mask] = None if flags is None else np.asarray(flags, bool)
         req = self._observation(InferRequest, images, timestamps, state, seed, request_id, **extra)
         reply, rec = self._call("infer", req, ActionChunkReply, timeout)
         return self._actions(reply, rec)

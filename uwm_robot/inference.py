@@ -7,7 +7,10 @@ This is the engine behind `policy_server` (and what tests compare the server aga
 - `infer_batch(requests)`: several independent requests in one denoising pass, each result what
   `infer` gives for that request alone, up to float rounding (see `UWMSampler.policy_batch`);
 - with `samples=N`, `infer` and `infer_batch` draw N chunks per request in the same pass and
-  return their medoid (the chunk nearest the others);
+  return their medoid (the chunk nearest the others), or, given a `guide` (the previous chunk's
+  plan for some rows), the chunk nearest the guide on those rows: bidirectional decoding's backward
+  coherence (Liu et al. 2024), which keeps a receding-horizon policy on one mode of its
+  action distribution instead of switching between modes at every chunk;
 - `predict_future(images, actions_raw, seed)`: p(o' | o, a) -> predicted frames per camera;
 - `imagine(images, seed)`: p(o' | o) -> predicted frames;
 - `inverse(images, goal_images, seed)`: p(a | o, o') -> an action chunk as `infer`.
@@ -124,7 +127,7 @@ class UWMPolicy:
             "num_train_steps": int(cfg.num_train_steps),
             "device": str(self.device),
             "fast_path": bool(self.fast),
-            "samples_per_chunk": self.samples,  # >1: the medoid of that many samples is returned
+            "samples_per_chunk": self.samples,  # >1: the medoid of that many samples (or the one nearest a guide) is returned
         }
 
     def metadata(self) -> dict[str, Any]:
@@ -156,14 +159,18 @@ class UWMPolicy:
         return obs
 
     # ---- the modes ----------------------------------------------------------------------------
-    def infer(self, images: Images, seed: int | None = None, prefix: Any = None, prefix_mask: Any = None) -> dict[str, Any]:
+    def infer(self, images: Images, seed: int | None = None, prefix: Any = None, prefix_mask: Any = None,
+              guide: Any = None, guide_mask: Any = None) -> dict[str, Any]:
         """p(a | o): `{"actions": (B, L, 7) float32 DROID, "raw": (B, L, 10) float32 normalised, "seed"}`.
 
         `prefix` (L, 10) normalised model actions with a bool `prefix_mask` (L,): inpaint those
         rows (real-time chunking; see `uwm_robot.sampling`): the result's masked `raw` rows equal them.
+        `guide` (L, 10) with `guide_mask` (L,): with `samples` > 1, the candidate nearest the guide
+        on the masked rows is returned instead of the medoid (ignored with one sample).
         """
         obs, seed, prefix, prefix_mask = self._request(images, seed, prefix, prefix_mask)
-        return self._result(self._consensus(self.sampler.policy(obs, seed=seed, prefix=prefix, prefix_mask=prefix_mask)), seed)
+        raw = self.sampler.policy(obs, seed=seed, prefix=prefix, prefix_mask=prefix_mask)
+        return self._result(self._consensus(raw, guide, guide_mask), seed)
 
     def _request(self, images: Images, seed: int | None, prefix: Any = None, prefix_mask: Any = None) -> tuple:
         """(model inputs, seed, prefix, mask) of one request, with each batch row `samples` times
@@ -177,28 +184,37 @@ class UWMPolicy:
 
         return {k: rows(v, 1) for k, v in obs.items()}, seed, rows(prefix, 3), rows(prefix_mask, 2)
 
-    def _consensus(self, raw: torch.Tensor) -> torch.Tensor:
-        """(B * samples, L, D) candidates -> (B, L, D): per request the medoid, the candidate with
-        the least summed distance to the others. Diffusion samples scatter around the modes of the
-        action distribution; the medoid is a sample from the densest one, never an average
-        of two modes (which could steer between them)."""
+    def _consensus(self, raw: torch.Tensor, guide: Any = None, guide_mask: Any = None) -> torch.Tensor:
+        """(B * samples, L, D) candidates -> (B, L, D), one candidate per request, never an average
+        of two modes (which could steer between them). Without a guide: the medoid, the candidate
+        with the least summed distance to the others (a sample from the densest mode). With a guide
+        (L, D) and mask (L,) (or per request (B, L, D) and (B, L)): the candidate with the least
+        squared distance to the guide on the masked rows; no masked row falls back to the medoid."""
         if self.samples == 1:
             return raw
-        cand = raw.float().reshape(-1, self.samples, raw.shape[-2] * raw.shape[-1])
-        best = torch.cdist(cand, cand).sum(-1).argmin(-1)
-        return raw.reshape(-1, self.samples, *raw.shape[-2:])[torch.arange(cand.shape[0]), best]
+        cands = raw.reshape(-1, self.samples, *raw.shape[-2:])
+        flat = cands.float().flatten(2)
+        score = torch.cdist(flat, flat).sum(-1)  # (B, samples)
+        if guide is not None and guide_mask is not None:
+            B, L, D = cands.shape[0], *raw.shape[-2:]
+            g = torch.as_tensor(np.asarray(guide, np.float32), device=raw.device).expand(B, L, D)
+            m = torch.as_tensor(np.asarray(guide_mask, bool), device=raw.device).expand(B, L)
+            dist = ((cands.float() - g[:, None]) ** 2 * m[:, None, :, None]).sum((-1, -2))
+            score = torch.where(m.any(-1, keepdim=True), dist, score)
+        return cands[torch.arange(cands.shape[0]), score.argmin(-1)]
 
     def infer_batch(self, requests: Sequence[Mapping[str, Any] | tuple]) -> list[dict[str, Any]]:
-        """Requests `{"images", "seed", "prefix", "prefix_mask"}` (or `(images, seed)`; only images
-        required) stacked along B in one pass.
+        """Requests `{"images", "seed", "prefix", "prefix_mask", "guide", "guide_mask"}` (or
+        `(images, seed)`; only images required) stacked along B in one pass.
 
         Result i is `infer(**requests[i])` up to float rounding (each request keeps its own noise
         generator, encoding, condition projection and prefix; only the DiT trunk is shared).
         """
         reqs = [self._request(r["images"], r.get("seed"), r.get("prefix"), r.get("prefix_mask")) if isinstance(r, Mapping)
                 else self._request(*r) for r in requests]
+        guides = [(r.get("guide"), r.get("guide_mask")) if isinstance(r, Mapping) else (None, None) for r in requests]
         outs = self.sampler.policy_batch(reqs)
-        return [self._result(self._consensus(raw), r[1]) for raw, r in zip(outs, reqs)]
+        return [self._result(self._consensus(raw, *g), r[1]) for raw, r, g in zip(outs, reqs, guides)]
 
     def predict_future(self, images: Images, actions_raw: Any, seed: int | None = None) -> dict[str, Any]:
         """p(o' | o, a): normalised model actions (B, L, D) -> `{"frames": {cam: uint8 (B, T, h, w, 3)}, "seed"}`."""

@@ -332,9 +332,16 @@ class InferRequest(Request):
     # wire when None, so a client that does not use it still talks to an older server.
     prefix: Any = None
     prefix_mask: Any = None
+    # Optional backward coherence (infer only), the same layout: the previous chunk's plan for the
+    # masked rows; a server drawing several samples returns the one nearest it instead of their medoid.
+    guide: Any = None
+    guide_mask: Any = None
 
     TAKES_PREFIX: ClassVar[bool] = True
-    _OPTIONAL: ClassVar[tuple[str, ...]] = ("prefix", "prefix_mask")
+    _OPTIONAL: ClassVar[tuple[str, ...]] = ("prefix", "prefix_mask", "guide", "guide_mask")
+    # (rows, mask, what a True mask entry means) of the optional action-row fields
+    _ROW_FIELDS: ClassVar[tuple[tuple[str, str, str], ...]] = (("prefix", "prefix_mask", "fixed"),
+                                                                ("guide", "guide_mask", "compared"))
 
     def to_wire(self) -> dict[str, Any]:
         d = super().to_wire()
@@ -351,26 +358,33 @@ class InferRequest(Request):
         self.state = _check_array_map(self.state, "state", "biuf", True, "a finite float array")
         check_int(self.seed, "seed", optional=True, lo=0, hi=2**63 - 1)
         check_int(self.sent_ns, "sent_ns", optional=True)
-        self._validate_prefix(None)
+        self._validate_action_rows(None)
 
-    def _validate_prefix(self, shape: tuple[int, int] | None) -> None:
-        """Both or neither; float (L, D) finite and bool (L,); `shape` = (L, D) when known."""
-        if self.prefix is None and self.prefix_mask is None:
+    def _validate_action_rows(self, shape: tuple[int, int] | None) -> None:
+        """Each optional row field (prefix, guide): both or neither of it and its mask; float (L, D)
+        finite and bool (L,); `shape` = (L, D) when known."""
+        for rows, mask, meaning in self._ROW_FIELDS:
+            self._validate_rows(rows, mask, meaning, shape)
+
+    def _validate_rows(self, rows: str, mask: str, meaning: str, shape: tuple[int, int] | None) -> None:
+        values, flags = getattr(self, rows), getattr(self, mask)
+        if values is None and flags is None:
             return
         if not self.TAKES_PREFIX:
-            raise ProtocolError(f"prefix: only 'infer' requests take a prefix, not {self.TYPE!r}", field="prefix")
+            raise ProtocolError(f"{rows}: only 'infer' requests take a {rows}, not {self.TYPE!r}", field=rows)
         L, D = shape if shape is not None else (None, None)
-        if self.prefix is None or self.prefix_mask is None:
-            missing = "prefix" if self.prefix is None else "prefix_mask"
-            raise ProtocolError(f"{missing}: prefix and prefix_mask go together; got only one of them", field=missing)
-        if isinstance(self.prefix, (list, tuple)):
-            self.prefix = np.asarray(self.prefix, dtype=np.float32)
-        if isinstance(self.prefix_mask, (list, tuple)):
-            self.prefix_mask = np.asarray(self.prefix_mask)
-        self.prefix = check_array(self.prefix, "prefix", "f", (L, D), finite=True,
-                                  what="float normalised model actions (action_len, raw_action_dim)")
-        self.prefix_mask = check_array(self.prefix_mask, "prefix_mask", "b", (self.prefix.shape[0],),
-                                       what="a bool mask (action_len,), True = fixed")
+        if values is None or flags is None:
+            missing = rows if values is None else mask
+            raise ProtocolError(f"{missing}: {rows} and {mask} go together; got only one of them", field=missing)
+        if isinstance(values, (list, tuple)):
+            values = np.asarray(values, dtype=np.float32)
+        if isinstance(flags, (list, tuple)):
+            flags = np.asarray(flags)
+        values = check_array(values, rows, "f", (L, D), finite=True,
+                             what="float normalised model actions (action_len, raw_action_dim)")
+        flags = check_array(flags, mask, "b", (values.shape[0],), what=f"a bool mask (action_len,), True = {meaning}")
+        setattr(self, rows, values)
+        setattr(self, mask, flags)
 
     def obs_timestamp_ns(self) -> int | None:
         """The newest frame's capture time over all cameras: the time the chunk's action 0 answers."""
@@ -395,8 +409,8 @@ class InferRequest(Request):
                 raise ProtocolError(f"timestamps: unknown camera(s) {unknown}; expected some of {list(meta['cameras'])}", field="timestamps")
             for cam, ts in self.timestamps.items():
                 check_array(ts, f"timestamps.{cam}", "iu", (n_obs,), what="int capture times")
-        if self.prefix is not None or self.prefix_mask is not None:
-            self._validate_prefix((int(meta["action_len"]), int(meta["raw_action_dim"])))
+        if any(getattr(self, name) is not None for name in self._OPTIONAL):
+            self._validate_action_rows((int(meta["action_len"]), int(meta["raw_action_dim"])))
 
 
 @dataclass

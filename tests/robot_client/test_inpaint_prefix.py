@@ -1,4 +1,5 @@
-"""Client side of inpainting: the prefix built from the pending chunk, and the loop sending it."""
+"""Client side of inpainting and coherence: the prefix and the guide built from the current chunk,
+and the loop sending them."""
 
 from __future__ import annotations
 
@@ -57,13 +58,15 @@ class RecordingPolicy:
 
     def __init__(self):
         self.calls = []
+        self.guides = []
 
     def hello(self):
         return {}
 
-    def infer(self, obs, seed=None, prefix=None, prefix_mask=None):
+    def infer(self, obs, seed=None, prefix=None, prefix_mask=None, guide=None, guide_mask=None):
         n = len(self.calls)
         self.calls.append((obs.t, prefix, prefix_mask))
+        self.guides.append((guide, guide_mask))
         raw = (n * 100 + np.arange(16, dtype=np.float32))[:, None] * np.ones(10, np.float32)
         return PolicyReply(np.tile([0.1, 0, 0, 0, 0, 0, 0.0], (16, 1)), raw)
 
@@ -105,3 +108,25 @@ def test_inpaint_off_sends_no_prefix(env):
     policy = RecordingPolicy()
     run_loop(env, policy, max_steps=20)
     assert all(p is None for _, p, _ in policy.calls)
+
+
+def test_executor_plan_is_the_whole_remaining_chunk():
+    ex = ChunkExecutor(DT, execute_k=4)
+    assert ex.plan_for(0.0) is None
+    ex.add_chunk(chunk(t_obs=1.0, first_index=0), now=1.0 + 3 * DT)
+    plan, mask = ex.plan_for(1.0 + 6 * DT)  # observed at old index 6: rows 0..9 are old 6..15, past the k = 4 window
+    assert mask.tolist() == [True] * 10 + [False] * 6
+    assert plan[:10, 0].tolist() == list(range(6, 16))
+
+
+def test_coherent_loop_sends_the_current_plan_as_guide(env):
+    policy = RecordingPolicy()
+    _, chunks = run_loop(env, policy, coherent=True, execute_k=4)
+    assert len(policy.calls) >= 4 and policy.guides[0] == (None, None)
+    assert all(p is None for _, p, _ in policy.calls)  # coherence without inpainting
+    for n, (guide, mask) in enumerate(policy.guides[1:], start=1):
+        old, t_obs = chunks[n - 1], policy.calls[n][0]
+        i0 = int(round((t_obs - old.t_obs) / DT))
+        assert mask.tolist() == [True] * (16 - i0) + [False] * i0, f"request {n}"
+        assert guide[: 16 - i0, 0].tolist() == [(n - 1) * 100 + i for i in range(i0, 16)]
+    assert all(c.meta["guided_rows"] > 0 for c in chunks[1:])

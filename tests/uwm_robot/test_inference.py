@@ -104,6 +104,30 @@ def test_samples_return_the_medoid_of_that_many_candidates(policy):
         UWMPolicy(policy.loaded, samples=0)
 
 
+def test_a_guide_picks_the_candidate_nearest_it_on_the_masked_rows(policy):
+    """Backward coherence: given the previous chunk's plan for some rows, `samples=N` returns the
+    candidate nearest that plan there instead of the medoid; without masked rows, the medoid."""
+    sampling_policy = UWMPolicy(policy.loaded, samples=8)
+    obs = observation(policy, seed=4)
+    repeated = {c: np.repeat(x, 8, axis=0) for c, x in policy._obs(obs).items()}
+    candidates = policy.sampler.policy(repeated, seed=5).numpy()  # (8, L, D)
+    medoid = sampling_policy.infer(obs, seed=5)["raw"][0]
+    mask = np.arange(16) >= 10  # the old plan's rows 10.. only
+    for target in range(8):
+        guide = candidates[target] + np.where(mask[:, None], 0.0, 5.0).astype(np.float32)  # far off outside the mask
+        got = sampling_policy.infer(obs, seed=5, guide=guide, guide_mask=mask)["raw"][0]
+        dist = ((candidates - guide) ** 2)[:, mask].sum((1, 2))
+        np.testing.assert_allclose(got, candidates[dist.argmin()], atol=1e-5)
+        assert dist.argmin() == target
+        batched = sampling_policy.infer_batch([{"images": obs, "seed": 5, "guide": guide, "guide_mask": mask}])[0]
+        np.testing.assert_allclose(batched["raw"][0], got, atol=1e-4)
+    none = np.zeros(16, bool)
+    np.testing.assert_allclose(sampling_policy.infer(obs, seed=5, guide=candidates[0], guide_mask=none)["raw"][0], medoid, atol=1e-5)
+    # One sample per request has nothing to pick: the guide changes nothing.
+    np.testing.assert_array_equal(policy.infer(obs, seed=5, guide=candidates[0], guide_mask=mask)["raw"],
+                                  policy.infer(obs, seed=5)["raw"])
+
+
 def test_world_model_modes(policy):
     obs = observation(policy)
     crop = tuple(policy.config.crop_shape)

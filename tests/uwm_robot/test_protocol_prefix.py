@@ -1,4 +1,5 @@
-"""The optional inpainting prefix of an infer request: shapes, dtypes, pairing, wire compatibility."""
+"""The optional action rows of an infer request (inpainting prefix, coherence guide): shapes, dtypes,
+pairing, wire compatibility."""
 
 from __future__ import annotations
 
@@ -57,3 +58,20 @@ def test_only_infer_takes_a_prefix():
     req = P.ImagineRequest(images=images(), prefix=np.zeros((4, 10), np.float32), prefix_mask=np.ones(4, bool))
     with pytest.raises(P.ProtocolError, match=r"only 'infer' requests take a prefix, not 'imagine'"):
         decode(req)
+
+
+def test_a_guide_round_trips_beside_a_prefix_and_is_checked_like_one():
+    guide, mask = np.full((4, 10), 0.5, np.float32), np.array([False, True, True, True])
+    m = decode(P.InferRequest(images=images(), guide=guide.tolist(), guide_mask=mask.tolist(),
+                              prefix=np.ones((4, 10), np.float32), prefix_mask=np.ones(4, bool)))
+    assert np.array_equal(m.guide, guide) and m.guide.dtype == np.float32 and np.array_equal(m.guide_mask, mask)
+    assert "guide" not in P.InferRequest(images=images()).to_wire()
+    with pytest.raises(P.ProtocolError, match=r"guide: expected float normalised model actions .* of shape \(4, 10\), got shape \(4, 7\)") as e:
+        decode(P.InferRequest(images=images(), guide=np.zeros((4, 7), np.float32), guide_mask=np.ones(4, bool)))
+    assert e.value.field == "guide"
+    with pytest.raises(P.ProtocolError, match=r"guide_mask: guide and guide_mask go together") as e:
+        decode(P.InferRequest(images=images(), guide=guide))
+    with pytest.raises(P.ProtocolError, match=r"True = compared of shape \(4,\), got shape \(2,\)"):
+        decode(P.InferRequest(images=images(), guide=guide, guide_mask=np.ones(2, bool)))
+    with pytest.raises(P.ProtocolError, match=r"only 'infer' requests take a guide, not 'imagine'"):
+        decode(P.ImagineRequest(images=images(), guide=guide, guide_mask=mask))
