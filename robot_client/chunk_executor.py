@@ -42,7 +42,8 @@ def pending_prefix(chunk: Chunk, t_obs_new: float, dt: float, window_end: int, h
     when the old chunk will still execute action i before the new chunk takes over: j < `horizon`
     (the expected delay in ticks plus a margin) and first_index <= i < `window_end`. Returns
     (prefix (L, D) float32, mask (L,) bool), or None when the chunk has no raw actions or no row
-    is fixed.
+    is fixed. With `window_end` = `horizon` = the chunk's length it is the chunk's whole remaining
+    plan, executed or not (`ChunkExecutor.plan_for`, the guide for coherent sampling).
     """
     if chunk.raw is None:
         return None

@@ -79,7 +79,9 @@ class InferenceWorker:
             job.wall_start = time.perf_counter()
             try:
                 # Neither: the plain call, so policies without inpainting or guides keep working.
-                kw = {} if job.prefix is None else {"prefix": job.prefix[0], "prefix_mask": job.prefix[1]}
+                kw = {}
+                if job.prefix is not None:
+                    kw.update(prefix=job.prefix[0], prefix_mask=job.prefix[1])
                 if job.guide is not None:
                     kw.update(guide=job.guide[0], guide_mask=job.guide[1])
                 reply = self.policy.infer(job.obs, seed=job.seed, **kw)

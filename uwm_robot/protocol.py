@@ -337,11 +337,11 @@ class InferRequest(Request):
     guide: Any = None
     guide_mask: Any = None
 
-    TAKES_PREFIX: ClassVar[bool] = True
-    _OPTIONAL: ClassVar[tuple[str, ...]] = ("prefix", "prefix_mask", "guide", "guide_mask")
+    TAKES_ACTION_ROWS: ClassVar[bool] = True
     # (rows, mask, what a True mask entry means) of the optional action-row fields
     _ROW_FIELDS: ClassVar[tuple[tuple[str, str, str], ...]] = (("prefix", "prefix_mask", "fixed"),
                                                                 ("guide", "guide_mask", "compared"))
+    _OPTIONAL: ClassVar[tuple[str, ...]] = tuple(name for rows, mask, _ in _ROW_FIELDS for name in (rows, mask))
 
     def to_wire(self) -> dict[str, Any]:
         d = super().to_wire()
@@ -370,7 +370,7 @@ class InferRequest(Request):
         values, flags = getattr(self, rows), getattr(self, mask)
         if values is None and flags is None:
             return
-        if not self.TAKES_PREFIX:
+        if not self.TAKES_ACTION_ROWS:
             raise ProtocolError(f"{rows}: only 'infer' requests take a {rows}, not {self.TYPE!r}", field=rows)
         L, D = shape if shape is not None else (None, None)
         if values is None or flags is None:
@@ -418,7 +418,7 @@ class PredictFutureRequest(InferRequest):
     """p(o' | o, a): observation + a normalised model action chunk -> predicted frames."""
 
     TYPE: ClassVar[str] = "predict_future"
-    TAKES_PREFIX: ClassVar[bool] = False
+    TAKES_ACTION_ROWS: ClassVar[bool] = False
     actions_raw: Any = None  # float (action_len, raw_action_dim), normalised model actions
 
     def validate_against(self, meta: dict) -> None:
@@ -434,7 +434,7 @@ class ImagineRequest(InferRequest):
     """p(o' | o): observation -> predicted frames (actions marginalised out)."""
 
     TYPE: ClassVar[str] = "imagine"
-    TAKES_PREFIX: ClassVar[bool] = False
+    TAKES_ACTION_ROWS: ClassVar[bool] = False
 
 
 @dataclass
@@ -442,7 +442,7 @@ class InverseRequest(InferRequest):
     """p(a | o, o'): observation + goal frames -> the action chunk between them."""
 
     TYPE: ClassVar[str] = "inverse"
-    TAKES_PREFIX: ClassVar[bool] = False
+    TAKES_ACTION_ROWS: ClassVar[bool] = False
     goal_images: dict = field(default_factory=dict)  # camera -> uint8 (n_obs, H, W, 3)
 
     def validate_against(self, meta: dict) -> None:
