@@ -11,6 +11,7 @@ from pathlib import Path
 
 from robot_client.safety import EStop
 from robot_client.settings import DEFAULT_PATH, load_settings
+from robot_client.compare import register as compare_register
 from robot_client.report import register as report_register
 from robot_client.boundary_bench import register as boundary_register
 from robot_client.sim_cli import add_sim_subparser, parse_size
@@ -375,6 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
     tp.set_defaults(func=cmd_teleop)
 
     report_register(sub)
+    compare_register(sub)
     boundary_register(sub)
     add_sim_subparser(sub)
     return parser
