@@ -60,8 +60,10 @@ class PairedRow:
     b: int = 0
     only_a: int = 0  # seeds A solved and B did not
     only_b: int = 0
-    stages_a: Counter = field(default_factory=Counter)
+    stages_a: Counter = field(default_factory=Counter)  # trials that reached each stage
     stages_b: Counter = field(default_factory=Counter)
+    stages_only_a: Counter = field(default_factory=Counter)  # seeds where only A reached the stage
+    stages_only_b: Counter = field(default_factory=Counter)
 
     def add(self, a: Outcome, b: Outcome) -> None:
         self.pairs += 1
@@ -71,6 +73,8 @@ class PairedRow:
         self.only_b += b.success and not a.success
         self.stages_a.update(a.stages)
         self.stages_b.update(b.stages)
+        self.stages_only_a.update(set(a.stages) - set(b.stages))
+        self.stages_only_b.update(set(b.stages) - set(a.stages))
 
     @property
     def p_value(self) -> float:
@@ -103,7 +107,8 @@ def markdown(rows: list[PairedRow], name_a: str, name_b: str, unpaired: tuple[in
     for r in rows:
         stages = list(dict.fromkeys([*r.stages_a, *r.stages_b]))
         if stages:
-            counts = ", ".join(f"{s} {r.stages_a[s]} against {r.stages_b[s]}" for s in stages)
+            counts = "; ".join(f"{s} {r.stages_a[s]} against {r.stages_b[s]} (only {name_a} {r.stages_only_a[s]}, "
+                               f"only {name_b} {r.stages_only_b[s]})" for s in stages)
             lines.append(f"\n{r.label}, stages reached ({name_a} against {name_b}): {counts}")
     if any(unpaired):
         lines.append(f"\nUnpaired, left out: {unpaired[0]} trials of {name_a}, {unpaired[1]} of {name_b}.")

@@ -44,6 +44,7 @@ def test_pairs_by_seed_and_gives_the_exact_mcnemar_p(tmp_path):
     assert (ident.pairs, ident.a, ident.b, ident.only_a, ident.only_b) == (10, 8, 3, 6, 1)
     assert ident.p_value == pytest.approx(2 * (1 + 7) / 2**7)  # P(X <= 1), X ~ Bin(7, 1/2), both tails
     assert ident.stages_a["cup in the pot"] == 9 and ident.stages_b["cup in the pot"] == 9
+    assert ident.stages_only_a["cup in the pot"] == 0 and ident.stages_only_b["lid closed"] == 1
     assert (c1.pairs, c1.only_a, c1.only_b, c1.p_value) == (2, 1, 0, 1.0)
     assert (total.pairs, total.only_a, total.only_b) == (12, 7, 1)
 
@@ -54,7 +55,7 @@ def test_cli_prints_and_writes_the_table(tmp_path, capsys):
     assert main(["compare", str(a), "--against", str(b), "--names", "new", "old", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "| rice_cooker ID | 10 | 8 (80%) | 3 (30%) | 6 | 1 | 0.12 |" in printed
-    assert "lid closed 8 against 3" in printed
+    assert "cup in the pot 9 against 9 (only new 0, only old 0); lid closed 8 against 3 (only new 6, only old 1)" in printed
     assert "Unpaired, left out: 0 trials of new, 1 of old." in printed
     assert out.read_text() in printed
 
