@@ -168,21 +168,21 @@ class UWMPolicy:
         `guide` (L, 10) with `guide_mask` (L,): with `samples` > 1, the candidate nearest the guide
         on the masked rows is returned instead of the medoid (ignored with one sample).
         """
-        obs, seed, prefix, prefix_mask = self._request(images, seed, prefix, prefix_mask)
-        raw = self.sampler.policy(obs, seed=seed, prefix=prefix, prefix_mask=prefix_mask)
-        return self._result(self._consensus(raw, guide, guide_mask), seed)
+        request = self._request(images, seed, prefix, prefix_mask)
+        return self._result(self._consensus(self.sampler.policy(*request), guide, guide_mask), request[1])
 
     def _request(self, images: Images, seed: int | None, prefix: Any = None, prefix_mask: Any = None) -> tuple:
-        """(model inputs, seed, prefix, mask) of one request, with each batch row `samples` times
-        (row-major) so that one pass draws all its candidates; a per-row prefix is repeated alike."""
+        """The sampler's arguments for one request: (model inputs, seed, prefix, mask, samples). One pass
+        draws all `samples` candidates of each batch row (row-major, from one encoding of the row);
+        a per-row prefix is repeated alike."""
         obs, seed = self._obs(images), self._seed(seed)
         if self.samples == 1:
-            return obs, seed, prefix, prefix_mask
+            return obs, seed, prefix, prefix_mask, 1
 
         def rows(x: Any, batched_ndim: int) -> Any:  # a shared prefix (L, D) / mask (L,) stays as it is
             return x if x is None or np.ndim(x) < batched_ndim else np.repeat(np.asarray(x), self.samples, axis=0)
 
-        return {k: rows(v, 1) for k, v in obs.items()}, seed, rows(prefix, 3), rows(prefix_mask, 2)
+        return obs, seed, rows(prefix, 3), rows(prefix_mask, 2), self.samples
 
     def _consensus(self, raw: torch.Tensor, guide: Any = None, guide_mask: Any = None) -> torch.Tensor:
         """(B * samples, L, D) candidates -> (B, L, D), one candidate per request, never an average

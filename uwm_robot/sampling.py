@@ -175,12 +175,13 @@ class UWMSampler:
         dev = self.model.device
         return Inpaint(m[..., None].to(dev), targets.to(dev))
 
-    def _policy_inputs(self, images, seed: int | None, prefix=None, prefix_mask=None) -> tuple:
-        """Condition, action noise, (held) latent noise and the inpainting (or None) of one policy request."""
+    def _policy_inputs(self, images, seed: int | None, prefix=None, prefix_mask=None, samples: int = 1) -> tuple:
+        """Condition, action noise, (held) latent noise and the inpainting (or None) of one policy request;
+        `samples` candidates per observation row share its encoding (row-major: row b's are b*samples...)."""
         images = self.as_images(images)
         gen = make_generator(seed)
-        cond = self.model.obs_encoder.encode_curr_obs(images)
-        batch = self._batch(images)
+        cond = self.model.obs_encoder.encode_curr_obs(images).repeat_interleave(samples, dim=0)
+        batch = self._batch(images) * samples
         a_shape, o_shape = self._shapes(batch)
         action, latents = self._noise(a_shape, gen), self._noise(o_shape, gen)
         inpaint = None
@@ -189,19 +190,21 @@ class UWMSampler:
         return cond, action, latents, inpaint
 
     @torch.no_grad()
-    def policy(self, images, seed: int | None = None, prefix=None, prefix_mask=None) -> torch.Tensor:
-        """p(a | o): normalised action chunk (B, action_len, action_dim).
+    def policy(self, images, seed: int | None = None, prefix=None, prefix_mask=None, samples: int = 1) -> torch.Tensor:
+        """p(a | o): normalised action chunk (B * samples, action_len, action_dim).
 
-        `prefix` (L, D) or (B, L, D) normalised actions with `prefix_mask` (L,) or (B, L) bool:
-        the masked rows are fixed (inpainted, see the module doc); the result has them exactly.
+        `prefix` (L, D) or (B * samples, L, D) normalised actions with `prefix_mask` (L,) or
+        (B * samples, L) bool: the masked rows are fixed (inpainted, see the module doc); the result
+        has them exactly. `samples` > 1 draws that many chunks per observation, encoded once: the
+        same chunks as for the observation repeated `samples` times.
         """
         spec = DenoiseSpec(True, False, obs_t=self.cfg.marginal_timestep)
-        cond, action, latents, inpaint = self._policy_inputs(images, seed, prefix, prefix_mask)
+        cond, action, latents, inpaint = self._policy_inputs(images, seed, prefix, prefix_mask, samples)
         return self.denoiser.run(cond, action, latents, spec, inpaint=inpaint)[0]
 
     @torch.no_grad()
     def policy_batch(self, requests: Sequence[tuple]) -> list[torch.Tensor]:
-        """Several independent `policy` requests `[(images, seed[, prefix, prefix_mask]), ...]` in one pass.
+        """Several independent `policy` requests `[(images, seed[, prefix, prefix_mask[, samples]]), ...]` in one pass.
 
         Result i equals `policy(*requests[i])` up to float rounding (on some CPUs a BLAS blocks a GEMM
         differently for more rows): each request is encoded on its own,

@@ -87,6 +87,9 @@ def test_samples_return_the_medoid_of_that_many_candidates(policy):
     obs = observation(policy, seed=4)
     repeated = {c: np.repeat(x, 8, axis=0) for c, x in policy._obs(obs).items()}
     candidates = policy.sampler.policy(repeated, seed=5).numpy().reshape(8, -1)
+    # `samples=8` encodes the observation once and draws the same 8 chunks
+    np.testing.assert_allclose(policy.sampler.policy(policy._obs(obs), seed=5, samples=8).numpy().reshape(8, -1),
+                               candidates, atol=1e-5)
     spread = np.linalg.norm(candidates[:, None] - candidates[None], axis=-1).sum(-1)
     assert np.ptp(spread) > 1e-3  # the candidates differ, so the choice matters
     out = medoid_policy.infer(obs, seed=5)
