@@ -173,16 +173,8 @@ class UWMPolicy:
 
     def _request(self, images: Images, seed: int | None, prefix: Any = None, prefix_mask: Any = None) -> tuple:
         """The sampler's arguments for one request: (model inputs, seed, prefix, mask, samples). One pass
-        draws all `samples` candidates of each batch row (row-major, from one encoding of the row);
-        a per-row prefix is repeated alike."""
-        obs, seed = self._obs(images), self._seed(seed)
-        if self.samples == 1:
-            return obs, seed, prefix, prefix_mask, 1
-
-        def rows(x: Any, batched_ndim: int) -> Any:  # a shared prefix (L, D) / mask (L,) stays as it is
-            return x if x is None or np.ndim(x) < batched_ndim else np.repeat(np.asarray(x), self.samples, axis=0)
-
-        return obs, seed, rows(prefix, 3), rows(prefix_mask, 2), self.samples
+        draws all `samples` candidates of each batch row (row-major, from one encoding of the row)."""
+        return self._obs(images), self._seed(seed), prefix, prefix_mask, self.samples
 
     def _consensus(self, raw: torch.Tensor, guide: Any = None, guide_mask: Any = None) -> torch.Tensor:
         """(B * samples, L, D) candidates -> (B, L, D), one candidate per request, never an average

@@ -154,8 +154,9 @@ class UWMSampler:
         return next(iter(images.values())).shape[0]
 
     # ---- the five modes (RNG draws in the official order) ------------------------------------
-    def _inpaint(self, prefix, prefix_mask, batch: int, gen: torch.Generator) -> Inpaint:
-        """Checks a prefix (L, D) or (B, L, D) and its mask (L,) or (B, L); draws its noise from `gen`."""
+    def _inpaint(self, prefix, prefix_mask, batch: int, gen: torch.Generator, samples: int = 1) -> Inpaint:
+        """Checks a prefix (L, D) or (B, L, D) and its mask (L,) or (B, L) of B = `batch` observations;
+        a per-row one holds for each of the row's `samples` candidates. Draws its noise from `gen`."""
         (_, L, D), K = self._shapes(batch)[0], self.cfg.num_inference_steps
         if prefix is None or prefix_mask is None:
             raise ValueError("prefix and prefix_mask go together: pass both or neither")
@@ -167,6 +168,8 @@ class UWMSampler:
         if m.dtype != torch.bool or m.shape not in ((L,), (batch, L)):
             raise ValueError(f"prefix_mask: expected a bool mask of shape ({L},) or ({batch}, {L}), "
                              f"got {str(m.dtype).replace('torch.', '')} {tuple(m.shape)}")
+        batch *= samples
+        p, m = p.repeat_interleave(samples, 0) if p.ndim == 3 else p, m.repeat_interleave(samples, 0) if m.ndim == 2 else m
         p, m = p.expand(batch, L, D), m.expand(batch, L)
         noise = torch.randn((K, batch, L, D), generator=gen)  # after the official draws
         sa, s1a = inpaint_levels(self.model.noise_scheduler, K).T[:, :, None, None, None]
@@ -181,22 +184,22 @@ class UWMSampler:
         images = self.as_images(images)
         gen = make_generator(seed)
         cond = self.model.obs_encoder.encode_curr_obs(images).repeat_interleave(samples, dim=0)
-        batch = self._batch(images) * samples
-        a_shape, o_shape = self._shapes(batch)
+        batch = self._batch(images)
+        a_shape, o_shape = self._shapes(batch * samples)
         action, latents = self._noise(a_shape, gen), self._noise(o_shape, gen)
         inpaint = None
         if prefix is not None or prefix_mask is not None:
-            inpaint = self._inpaint(prefix, prefix_mask, batch, gen)
+            inpaint = self._inpaint(prefix, prefix_mask, batch, gen, samples)
         return cond, action, latents, inpaint
 
     @torch.no_grad()
     def policy(self, images, seed: int | None = None, prefix=None, prefix_mask=None, samples: int = 1) -> torch.Tensor:
         """p(a | o): normalised action chunk (B * samples, action_len, action_dim).
 
-        `prefix` (L, D) or (B * samples, L, D) normalised actions with `prefix_mask` (L,) or
-        (B * samples, L) bool: the masked rows are fixed (inpainted, see the module doc); the result
-        has them exactly. `samples` > 1 draws that many chunks per observation, encoded once: the
-        same chunks as for the observation repeated `samples` times.
+        `prefix` (L, D) or (B, L, D) normalised actions with `prefix_mask` (L,) or (B, L) bool: the
+        masked rows are fixed (inpainted, see the module doc); the result has them exactly.
+        `samples` > 1 draws that many chunks per observation (and its prefix), encoded once: the
+        same chunks as for the observation and prefix repeated `samples` times.
         """
         spec = DenoiseSpec(True, False, obs_t=self.cfg.marginal_timestep)
         cond, action, latents, inpaint = self._policy_inputs(images, seed, prefix, prefix_mask, samples)

@@ -101,6 +101,10 @@ def test_samples_return_the_medoid_of_that_many_candidates(policy):
     assert not np.allclose(batched[1]["raw"], out["raw"])
     # An inpainting prefix, per row (1, L, D) as well as shared (L, D), holds in the chosen chunk.
     prefix, mask = np.full((1, 16, 10), 0.25, np.float32), np.arange(16) < 4
+    # ...and a per-row prefix is each of the row's candidates' prefix, as if the row were repeated
+    np.testing.assert_allclose(policy.sampler.policy(policy._obs(obs), seed=5, prefix=prefix, prefix_mask=mask[None], samples=8),
+                               policy.sampler.policy(repeated, seed=5, prefix=np.repeat(prefix, 8, 0),
+                                                     prefix_mask=np.repeat(mask[None], 8, 0)), atol=1e-5)
     for p, m in ((prefix, mask[None]), (prefix[0], mask)):
         np.testing.assert_allclose(medoid_policy.infer(obs, seed=5, prefix=p, prefix_mask=m)["raw"][0, :4], prefix[0, :4], atol=1e-5)
     with pytest.raises(ValueError, match="at least 1 chunk"):
