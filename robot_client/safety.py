@@ -15,6 +15,7 @@ import numpy as np
 # Franka Panda joint limits (rad) and DROID's per-step joint bound at 15 Hz.
 PANDA_Q_LOWER = np.array([-2.8973, -1.7628, -2.8973, -3.0718, -2.8973, -0.0175, -2.8973])
 PANDA_Q_UPPER = np.array([2.8973, 1.7628, 2.8973, -0.0698, 2.8973, 3.7525, 2.8973])
+HARD_LIMIT_SLACK = 1e-3  # rad a measured joint may sit past its stop (constraint softness, encoder noise)
 
 
 @dataclass(frozen=True)
@@ -114,7 +115,9 @@ class SafetyMonitor:
         # Inside the margin band a target may stay put or move back out of it (tracking error can
         # leave the arm there; refusing every target would hold it there forever), never go deeper.
         outside = (q < np.minimum(self.q_lower, q0)) | (q > np.maximum(self.q_upper, q0))
-        outside |= (q < PANDA_Q_LOWER) | (q > PANDA_Q_UPPER)
+        # Past the hardware limit itself: never, beyond the slack a joint stretched against its stop
+        # rests in (MuJoCo's soft limit leaves it ~2e-6 rad past; refusing that froze the arm there).
+        outside |= (q < PANDA_Q_LOWER - HARD_LIMIT_SLACK) | (q > PANDA_Q_UPPER + HARD_LIMIT_SLACK)
         if np.any(outside):
             j = int(np.argmax(outside))
             return Verdict(False, f"joint {j + 1} target {q[j]:.3f} rad outside limits [{self.q_lower[j]:.3f}, {self.q_upper[j]:.3f}]")

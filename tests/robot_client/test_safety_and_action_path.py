@@ -80,6 +80,12 @@ def test_joint_step_and_joint_limit_checks():
     beyond = q.copy()
     beyond[3] = -0.05  # past the hardware limit itself: never, even if already there
     assert not mon.check_joint_target(beyond, beyond).ok
+    # Stretched against its stop a joint rests a hair past it (the sim: 2e-6 rad); staying there
+    # is allowed, or every command would be refused and the arm frozen at its reach limit.
+    stop = q.copy()
+    stop[3] = -0.069798
+    assert mon.check_joint_target(stop - np.array([0.01, 0, 0, 0, 0, 0, 0]), stop).ok
+    assert not mon.check_joint_target(stop + np.array([0, 0, 0, 0.001, 0, 0, 0]), stop).ok
 
 
 def test_joint_position_path_rate_limits_and_checks():
