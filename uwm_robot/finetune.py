@@ -135,7 +135,8 @@ def initial_model(cfg: FinetuneConfig) -> tuple[nn.Module, ModelConfig, dict, No
     """The model to train, its config, where it came from (for meta.json) and its normaliser (None: fresh)."""
     if cfg.init:
         loaded = load_checkpoint(cfg.init)
-        source = {"init": str(cfg.init), "init_hash": loaded.meta.get("checkpoint_hash")}
+        # The init's own meta goes along, so a checkpoint names its whole lineage (data, steps) to the first init.
+        source = {"init": str(cfg.init), "init_hash": loaded.meta.get("checkpoint_hash"), "init_meta": loaded.meta}
         return loaded.model.float(), loaded.config, source, loaded.normalizer
     model_cfg = preset(cfg.preset)
     torch.manual_seed(cfg.seed)

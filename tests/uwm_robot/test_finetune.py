@@ -140,6 +140,8 @@ def test_a_few_steps_lower_the_loss_and_the_run_resumes(demo_root, init_ckpt, tm
     assert after < 0.8 * before, (before, after)
     meta = json.loads((out / "checkpoint" / "meta.json").read_text())
     assert meta["step"] == 20 and meta["final"] and meta["episodes"] == 2
+    # The lineage: the init's own meta is kept, so a chain of finetunes names every step back to the first.
+    assert meta["init_meta"] == json.loads((init_ckpt / "meta.json").read_text())
     assert (out / "loss.png").stat().st_size > 10_000
     # The served normaliser holds the data's statistics, not the init's identity-like default.
     served = load_checkpoint(out / "checkpoint").normalizer
