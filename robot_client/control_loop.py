@@ -226,7 +226,9 @@ class ControlLoop:
                 if operator_action is not None:
                     action = np.asarray(operator_action, dtype=float)
                 command = self.action_path(action, q, ee_pos, ee_quat, gripper_cmd if gripper_cmd is not None else gripper_now)
-                if operator_action is not None:
+                # An expert leading the trial to a stage drives without labelling (its steps stay untagged).
+                labelled = operator_action is not None and getattr(self.takeover, "labelling", True)
+                if labelled:
                     self.stats.intervention_ticks += 1
                 elif scheduled is None and first_chunk_seen:
                     self.stats.idle_ticks += 1
@@ -242,7 +244,7 @@ class ControlLoop:
                     self.on_step(StepRecord(t, q, ee_pos, ee_quat, float(g_state.width), command, action,
                                             -1 if scheduled is None else scheduled.index,
                                             -1 if scheduled is None else scheduled.chunk.request_id,
-                                            bool(scheduled and scheduled.blended), operator_action is not None), frames)
+                                            bool(scheduled and scheduled.blended), labelled), frames)
                 if self.success_check is not None and self.success_check():
                     success = True
                     if cfg.stop_on_success:

@@ -163,11 +163,13 @@ def run_sim_trial(spec: TrialSpec, policy, metadata: dict, settings: ClientSetti
 
 def expert_takeover_meta(takeover) -> dict:
     """When and why the sim's expert took the arm (meta.json), so DAgger data can be sorted by cause."""
+    lead = getattr(takeover, "lead", None)
+    meta = {"expert_lead": lead} if lead else {}
     takeovers = getattr(takeover, "takeovers", None)
     if not takeovers:
-        return {}
+        return meta
     first = {"t": takeovers[0]["t"], "reason": takeovers[0]["reason"]}
-    return {"expert_takeover": first, **({"expert_takeovers": takeovers} if takeover.hand_back else {})}
+    return {**meta, "expert_takeover": first, **({"expert_takeovers": takeovers} if takeover.hand_back else {})}
 
 
 class OperatorLabel:

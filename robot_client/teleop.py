@@ -477,14 +477,22 @@ class ExpertTakeover:
     the trial, or with `hand_back` until the stage it took over for is reached: then the policy drives
     the later stages from where the expert left them, and their mistakes get labels too (else a policy
     that stalls early is never seen, nor labelled, in the later stages). `off_course=False`: only
-    stalls count, so the policy is left to commit to (and finish or fail) its own approach."""
+    stalls count, so the policy is left to commit to (and finish or fail) its own approach.
 
-    def __init__(self, stall_s: float = 15.0, hand_back: bool = False, off_course: bool = True):
+    `lead_until` (a stage name): the expert drives from the trial's start until that stage is reached and
+    only then gives the policy the arm, so a round spends its trials on the later stages (DAgger from a
+    mid-task reset). Its lead is scene setting, not a label: those steps are left untagged."""
+
+    def __init__(self, stall_s: float = 15.0, hand_back: bool = False, off_course: bool = True,
+                 lead_until: str | None = None):
         if stall_s <= 0:
             raise ValueError(f"stall_s must be > 0 s, got {stall_s}")
         self.stall_s = stall_s
         self.hand_back = hand_back
         self.off_course = off_course
+        self.lead_until = lead_until
+        self.lead: dict | None = None  # this trial's lead: {"until", "handed_over_t"} (None: no lead)
+        self._leading = False
         self.device = ExpertDevice(resume=True)
         self.env = None
         self.takeovers: list[dict] = []  # this trial's: {"t", "reason", "stage"[, "handed_back_t"]}
@@ -493,6 +501,11 @@ class ExpertTakeover:
     @property
     def active(self) -> bool:
         return self._current is not None
+
+    @property
+    def labelling(self) -> bool:
+        """Whether the expert's action this tick is a label (a takeover), not its lead to a stage."""
+        return not self._leading
 
     @property
     def reason(self) -> str | None:
@@ -511,11 +524,26 @@ class ExpertTakeover:
             raise ValueError("the expert takeover needs the sim (--robot sim): it plans from the simulator's state")
         self.env, self.takeovers, self._current = env, [], None
         self._stage, self._stage_since = env.success.stage, env.clock.now()
+        self.lead, self._leading = None, False
+        if self.lead_until is not None:
+            stages = list(env.success.stages)
+            if self.lead_until not in stages:
+                raise ValueError(f"lead_until must be one of task {env.task.name!r}'s stages {stages}, "
+                                 f"got {self.lead_until!r}")
+            self._lead_stage = stages.index(self.lead_until) + 1  # the check's stage once it is reached
+            self.lead, self._leading = {"until": self.lead_until, "handed_over_t": None}, True
+            self.device.reset(env)
 
     def action(self) -> np.ndarray | None:
         if self.env is None:
             raise RuntimeError("ExpertTakeover.start_trial(env) was not called")
         now, stage = self.env.clock.now(), self.env.success.stage
+        if self._leading:
+            if stage < self._lead_stage:
+                return self.device.action()
+            self._leading, self.lead["handed_over_t"] = False, now
+            self._stage, self._stage_since = stage, now  # the policy's stall clock starts here
+            log.warning("expert hands the arm to the policy at t=%.1f s: %s", now, self.lead_until)
         if self._current is not None and self.hand_back and stage > self._current["stage"]:
             self._current["handed_back_t"] = now
             self._current = None

@@ -125,7 +125,9 @@ def read_episode(path: Path, cfg: ModelConfig, with_actions: bool = True, chunk_
             raise TrainingDataError(f"{path}: actions are {a.shape[-1]}-d, the model's are {cfg.action_dim}-d")
         if "intervention" in ep.steps:
             taken = np.asarray(ep.steps["intervention"][:n], dtype=bool)
-            if taken.any():  # DAgger (HG-DAgger's rule): only the operator's steps label the policy
+            # DAgger (HG-DAgger's rule): only the operator's steps label the policy. A round whose expert led
+            # each trial to a stage labels nothing else, even in a trial it never had to take over.
+            if taken.any() or ep.meta.get("expert_lead"):
                 a = np.where(taken[:, None], a, np.nan)
         if np.isfinite(a).any():
             actions = a

@@ -217,6 +217,39 @@ def test_expert_takeover_stall_only_ignores_the_task_calling_the_policy_off_cour
     assert 14 <= taken_at[False][0] <= 17 and taken_at[False][1].startswith("no progress for 1 s")
 
 
+def test_an_expert_lead_sets_the_scene_untagged_then_the_policy_drives_until_it_stalls(env):
+    """`lead_until`: the expert drives from the start until the lid is open (steps untagged: scene setting,
+    not labels), then the policy has the arm; when it stalls, the expert takes over as usual (tagged)."""
+    from robot_client.runner import expert_takeover_meta
+    from robot_client.teleop import ExpertTakeover
+
+    takeover = ExpertTakeover(stall_s=1.0, lead_until="lid opened")
+    takeover.start_trial(env)
+    records, stages = [], []
+    loop = make_loop(env, ScriptedPolicy(action=np.zeros(7)), max_steps=400)
+    loop.takeover, loop.success_check = takeover, env.check_success
+
+    def on_step(record, frames):
+        records.append(record)
+        stages.append(env.success.stage)
+
+    loop.on_step = on_step
+    loop.run()
+    handed = stages.index(1)  # the tick the lid counted as opened
+    assert not any(r.intervention for r in records[:handed + 1])
+    assert all(r.chunk_id == -1 for r in records[:handed])  # the expert, not the policy's chunks, drove
+    assert np.abs(np.array([r.action[:3] for r in records[:handed]])).max() > 0.1
+    assert takeover.lead == {"until": "lid opened", "handed_over_t": pytest.approx(records[handed].t)}
+    tagged = np.array([r.intervention for r in records])
+    first = int(np.argmax(tagged))
+    assert 14 <= first - handed <= 17 and takeover.reason == "no progress for 1 s (next: cup in the pot)"
+    assert all(r.chunk_id >= 0 for r in records[handed + 3:first])  # the policy had the arm in between
+    meta = expert_takeover_meta(takeover)
+    assert meta["expert_lead"]["until"] == "lid opened" and meta["expert_takeover"]["t"] == pytest.approx(records[first].t)
+    with pytest.raises(ValueError, match=r"one of task 'rice_cooker'\'s stages \['lid opened'"):
+        ExpertTakeover(lead_until="lid shut").start_trial(env)
+
+
 def test_expert_takeover_with_hand_back_returns_the_arm_after_each_stage(env):
     """`hand_back`: the expert keeps the arm only until the stage it took over for is reached; the
     policy then drives the next stage (untagged, from the policy's own chunks) until it stalls again."""

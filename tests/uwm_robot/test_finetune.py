@@ -202,6 +202,19 @@ def test_takeover_episodes_label_the_policy_only_with_the_operators_steps(init_c
         WindowDataset(episodes, latents, CFG, normalizer, skip_unlabelled=True)
 
 
+def test_a_trial_an_expert_led_labels_only_its_takeover_steps_or_none(tmp_path):
+    """A round whose expert led each trial to a stage (`--takeover-lead-until`): the lead and the policy's
+    steps are untagged; with no takeover in the trial nothing in it is a label (not the executed steps)."""
+    lead = {"expert_lead": {"until": "cup in the pot", "handed_over_t": 0.5}}
+    paths = [write_synthetic_episode(tmp_path / name, n_steps=24, camera_shapes=SHAPES, save_raw_frames=True,
+                                     no_action_steps=0, metadata=meta, takeover_from=takeover_from)
+             for name, meta, takeover_from in (("kept", lead, None), ("taken", lead, 10), ("plain", None, None))]
+    (kept, taken, plain), _ = load_training_data(paths, CFG)
+    assert kept.actions is None
+    assert np.isnan(taken.actions[:10]).all() and np.isfinite(taken.actions[10:]).all()
+    assert np.isfinite(plain.actions).all()  # a rollout with neither: its executed steps, as before
+
+
 def test_chunk_labelled_rollouts_train_on_the_served_chunks(init_ckpt, tmp_path):
     """Self-imitation: a rollout given as chunk data labels the window whose newest frame is a chunk's
     observation with that whole chunk (here the step-8 action repeated), not with the executed steps
