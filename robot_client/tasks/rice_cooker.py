@@ -168,6 +168,9 @@ def rice_cooker_plan(env, first_grasp_offset: np.ndarray | None = None, approach
     """The whole task; `resume`: only the stages the scene still needs (an expert taking over mid-trial)."""
     world = env.world
     cooker = cooker_position(world)
+    if resume and cup_in_cavity(world):
+        yield from _close_lid_from_here(env, cooker)
+        return
     held = held_object(env) if resume else None
     steer_onto_cup = (resume and held is None and lid_angle(world) >= STAYS_OPEN_ANGLE and not cup_in_cavity(world)
                       and hand_over_cup(world))
@@ -281,11 +284,29 @@ def _grasp_cup(env, first_grasp_offset, approach_offset, from_where_it_is: bool 
         yield Gripper("goto", CUP_OPEN_WIDTH)
 
 
+def _close_lid_from_here(env, cooker):
+    """Taking over with the cup in the pot: let go of it if still held, rise clear of the pot, and close the
+    lid from the angle it is at. A lid part way down is a close under way: opening it again (what a lid
+    found part way before the cup is in needs) would label the policy's close with "open"."""
+    tcp = tcp_position(env.world)
+    if env.gripper.get_state().width > EMPTY_WIDTH:
+        yield Gripper("goto", CUP_OPEN_WIDTH)
+    if tcp[2] < CLEAR_HEIGHT:
+        yield Move(np.array([tcp[0], tcp[1], CLEAR_HEIGHT]), CUP_GRIP, speed=0.5, tol=0.02, rot_tol=0.3)
+    yield from _close_lid(env.world, cooker)
+
+
 def _close_lid(world, cooker):
     """Push the bar toward the robot with closed fingers until gravity takes the lid shut."""
     yield Gripper("goto", 0.0)
     bar = bar_position(cooker, lid_angle(world))
     behind = np.array([0.032, 0.0, 0.0])  # fingers on the far side of the bar
+    if lid_angle(world) < LID_STOP - 0.05:
+        # Off its stop the lid gives way: the hand goes up, then over the bar well above it, else it pushes
+        # the lid open on its way.
+        over, tcp = bar + behind + ABOVE, tcp_position(world)
+        yield Move(np.array([tcp[0], tcp[1], max(tcp[2], over[2])]), BAR_GRIP, speed=0.5, tol=0.01)
+        yield Move(over, BAR_GRIP, speed=0.5, tol=0.01)
     yield Move(bar + behind + 0.5 * ABOVE, BAR_GRIP, speed=0.5, tol=0.008)  # higher: out of reach (a lid on its stop)
     yield Move(bar + behind, BAR_GRIP, speed=0.25, tol=0.006)
     yield Move(bar + np.array([-0.12, 0.0, 0.02]), BAR_GRIP, speed=0.3, tol=0.01)

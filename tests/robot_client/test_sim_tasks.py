@@ -194,6 +194,31 @@ def test_a_taking_over_expert_pulls_on_a_lid_left_part_way_open():
     assert ticks[0, 0] < 1.4 and on_stop > 0 and ticks[:on_stop, 0].min() > 1.2  # pulled on, never shut first
 
 
+def test_a_taking_over_expert_closes_a_lid_part_way_down_after_the_cup_from_where_it_is():
+    """The cup is in, the open hand above the pot and the lid part way down, as a policy's close leaves it:
+    the expert closes the lid from there. Opening it again first, as a lid part way before the cup needs,
+    would label the policy's close with "open"."""
+    import mujoco
+
+    from robot_client.tasks.rice_cooker import OPEN_HAND_WIDTH, cooker_position, cup_in_cavity, tcp_position
+
+    def lid_part_way(env):
+        world = env.world
+        world.data.qpos[world.model.joint("lid_hinge").qposadr[0]] = 1.35
+        world.data.qvel[world.model.joint("lid_hinge").dofadr[0]] = 0.0
+        mujoco.mj_forward(world.model, world.data)
+
+    def let_go_above_the_pot(env):
+        return (cup_in_cavity(env.world) and env.gripper.get_state().width > OPEN_HAND_WIDTH
+                and (tcp_position(env.world) - cooker_position(env.world))[2] > 0.2)
+
+    held, ticks, success = _take_over_when(let_go_above_the_pot, before=lid_part_way)
+    assert success and ticks[:, 2].all()  # closed with the cup left in the pot
+    # Never back on its stop (1.7), where opening it again ends; the open hand set beside the lid nudges it
+    # up a little as it rises.
+    assert ticks[0, 0] == pytest.approx(1.35, abs=0.02) and ticks[:, 0].max() < 1.6
+
+
 def test_rice_cooker_off_course_ignores_the_open_hand_over_the_cup_in_the_pot():
     """A policy's release over the pot is a little off centre: that is the cup going in, not a grasp
     going wrong, so the watchdog stays silent."""
