@@ -67,9 +67,6 @@ class CartesianVelocityActionPath:
         sol = self.ik.solve(target_pos, target_quat, q_current, max_iterations=20,
                             max_joint_delta=self.safety.config.max_joint_delta_per_step)
         verdict = self.safety.check_joint_target(sol.q, q_current)
-        if verdict.ok:
-            solved_pos, _ = self.ik.kin.forward_kinematics(sol.q)
-            verdict = self.safety.check_solved_step(solved_pos, ee_pos, target_pos)
         if not verdict.ok:
             return self.hold(q_current, gripper_current, verdict.reason)
         return JointCommand(sol.q, float(a[6]), False, "", target_pos, target_quat, a)

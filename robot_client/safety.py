@@ -28,10 +28,6 @@ class SafetyConfig:
     max_rotation_per_step: float = 0.15  # rad
     max_joint_delta_per_step: float = 0.2  # rad, per joint
     joint_limit_margin: float = 0.05  # rad kept from the hardware limits
-    # m: how far the solved flange position may land from the commanded step (the segment from the pose now
-    # to the target). Near a singularity (the elbow straight at full reach) or against a joint bound, IK can
-    # return joints that move the hand 5-10 cm somewhere else, e.g. down when the step was toward the base.
-    max_step_deviation: float = 0.02
     gripper_range: tuple[float, float] = (0.0, 1.0)  # DROID gripper position: 0 open, 1 closed
 
     @classmethod
@@ -106,18 +102,6 @@ class SafetyMonitor:
         p = np.asarray(position, dtype=float)
         if np.any(p < self.box_lower) or np.any(p > self.box_upper):
             return Verdict(False, f"target {np.round(p, 3).tolist()} m outside workspace box {self.box_lower.tolist()}..{self.box_upper.tolist()}")
-        return Verdict(True)
-
-    def check_solved_step(self, solved_position: np.ndarray, start: np.ndarray, target: np.ndarray) -> Verdict:
-        """The flange position a joint target reaches must lie near the commanded step (start -> target): a
-        partial step along it is fine (a joint step bound), a move elsewhere is not."""
-        p, a, b = (np.asarray(v, dtype=float) for v in (solved_position, start, target))
-        d = b - a
-        along = float(np.clip(np.dot(p - a, d) / max(float(np.dot(d, d)), 1e-12), 0.0, 1.0))
-        off = float(np.linalg.norm(p - (a + along * d)))
-        if off > self.config.max_step_deviation:
-            return Verdict(False, f"IK solution puts the flange {off * 100:.1f} cm off the commanded step "
-                                  f"(limit {self.config.max_step_deviation * 100:.1f} cm; a singularity or joint bound)")
         return Verdict(True)
 
     def check_joint_target(self, q_target: np.ndarray, q_current: np.ndarray) -> Verdict:
