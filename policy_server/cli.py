@@ -104,7 +104,7 @@ def ready_line(endpoint: str, meta: dict, service_info: dict, warmup_s: float) -
         f"cameras={','.join(meta['cameras'])} image={h}x{w} n_obs={meta['n_obs_steps']} "
         f"chunk={meta['action_len']}x{meta['action_dim']} action_space={meta['action_space']} "
         f"horizon={meta['executed_horizon']} rate={meta['control_rate_hz']:g}Hz ddim={meta['ddim_steps']} "
-        f"samples={meta['samples_per_chunk']} "
+        f"samples={meta['samples_per_chunk']} noise_scale={meta['action_noise_scale']:g} "
         f"device={meta['device']} protocol={PROTOCOL_VERSION} auth={service_info['auth']} "
         f"max_batch={service_info['max_batch']} warmup={warmup_s:.2f}s"
     )
@@ -125,6 +125,8 @@ def _serve(args: argparse.Namespace) -> int:
         raise UserError(f"--max-batch must be >= 1, got {args.max_batch}")
     if args.samples < 1:
         raise UserError(f"--samples must be >= 1 (chunks sampled per request), got {args.samples}")
+    if not 0.0 <= args.noise_scale <= 1.0:
+        raise UserError(f"--noise-scale must be in [0, 1] (the factor on each chunk's starting noise), got {args.noise_scale}")
 
     import gevent
     import torch
@@ -145,7 +147,7 @@ def _serve(args: argparse.Namespace) -> int:
     warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
     try:
         policy = UWMPolicy.load(args.checkpoint, device=args.device, fast=not args.plain, config_path=args.config,
-                                samples=args.samples)
+                                samples=args.samples, noise_scale=args.noise_scale)
     except (CheckpointError, ConfigError) as e:
         raise UserError(str(e)) from None
     max_bytes = int(args.max_message_mb * (1 << 20))
@@ -189,6 +191,9 @@ def register_serve(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--samples", type=int, default=1,
                    help="chunks sampled per request; the medoid (the one nearest the others) is returned, or with a "
                         "request's guide the one nearest it (default 1)")
+    p.add_argument("--noise-scale", type=float, default=1.0,
+                   help="multiply each chunk's starting DDIM noise by this factor in [0, 1]: a sampling temperature; "
+                        "below 1 successive chunks agree more (default 1, the official sampler)")
     p.add_argument("--plain", action="store_true", help="use the plain diffusers sampling path instead of the fast one")
     p.add_argument("--warmup-batches", action="store_true", help="also warm up a full batch (--max-batch)")
     p.set_defaults(func=_serve)

@@ -38,6 +38,9 @@ def _common_policy_args(p: argparse.ArgumentParser) -> None:
                         "ACT's temporal ensembling; default from config: 1 = off)")
     p.add_argument("--samples", type=int, default=None,
                    help="loopback server: chunks sampled per request, the medoid executed (default from config: 1)")
+    p.add_argument("--noise-scale", type=float, default=None, metavar="S",
+                   help="loopback server: multiply each chunk's starting noise by S in [0, 1], a sampling temperature "
+                        "(default from config; 1 = the official sampler)")
     p.add_argument("--coherent", action="store_true",
                    help="send each request the current chunk's plan; a server sampling several chunks (--samples N) "
                         "returns the one nearest it instead of the medoid (control.coherent; bidirectional "
@@ -64,6 +67,10 @@ def _policy_settings(args: argparse.Namespace):
         if args.samples < 1:
             raise SystemExit(f"--samples must be >= 1 (chunks sampled per request), got {args.samples}")
         settings = dataclasses.replace(settings, samples=args.samples)
+    if args.noise_scale is not None:
+        settings = dataclasses.replace(settings, noise_scale=args.noise_scale)
+    if not 0.0 <= settings.noise_scale <= 1.0:
+        raise SystemExit(f"--noise-scale must be in [0, 1] (the factor on each chunk's starting noise), got {settings.noise_scale}")
     if control.coherent and settings.samples == 1 and not (args.server or settings.server):
         raise SystemExit("--coherent picks among several sampled chunks: add --samples N (N > 1) "
                          "for the loopback server (control.coherent; one sample per request has nothing to pick)")

@@ -71,7 +71,8 @@ def open_policy(settings: ClientSettings, server: str | None, token_file: str | 
             print(f"[robot_client] starting a local policy server for {ckpt} ...", flush=True)
             # Sharing this machine with the control loop: the server runs at a lower priority with
             # one compute thread, so inference never delays a control tick.
-            extra = ["--device", settings.device, "--samples", str(settings.samples)]
+            extra = ["--device", settings.device, "--samples", str(settings.samples),
+                     "--noise-scale", repr(settings.noise_scale)]
             srv = stack.enter_context(LocalServer(ckpt, extra=extra, niceness=10,
                                                   cpu_threads=1 if settings.device == "cpu" else None))
             print(f"[robot_client] {srv.ready_line}", flush=True)

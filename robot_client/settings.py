@@ -27,6 +27,7 @@ class ClientSettings:
     default_checkpoint: str = "checkpoints/rice_cooker_tiny"
     device: str = "cpu"
     samples: int = 1  # embedded server: chunks sampled per request, the medoid executed (policy_server --samples)
+    noise_scale: float = 1.0  # embedded server: factor on each chunk's starting noise (policy_server --noise-scale)
     out_root: str = "rollouts"
     control: LoopConfig = field(default_factory=LoopConfig)  # per trial, the task sets rate and length
     sim: SimSettings = field(default_factory=SimSettings)

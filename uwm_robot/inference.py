@@ -11,6 +11,8 @@ This is the engine behind `policy_server` (and what tests compare the server aga
   plan for some rows), the chunk nearest the guide on those rows: bidirectional decoding's backward
   coherence (Liu et al. 2024), which keeps a receding-horizon policy on one mode of its
   action distribution instead of switching between modes at every chunk;
+- with `noise_scale=s` < 1, every chunk starts its DDIM trajectory from the drawn noise times s
+  (a sampling temperature, see `uwm_robot.sampling`): 1 is the official sampler;
 - `predict_future(images, actions_raw, seed)`: p(o' | o, a) -> predicted frames per camera;
 - `imagine(images, seed)`: p(o' | o) -> predicted frames;
 - `inverse(images, goal_images, seed)`: p(a | o, o') -> an action chunk as `infer`.
@@ -62,11 +64,15 @@ class UWMPolicy:
     """A UWM checkpoint with its normaliser and action codec; every method is thread-compatible
     (one caller at a time: the server runs it on one worker thread)."""
 
-    def __init__(self, loaded: LoadedCheckpoint, fast: bool = True, samples: int = 1, **fast_options: Any):
+    def __init__(self, loaded: LoadedCheckpoint, fast: bool = True, samples: int = 1, noise_scale: float = 1.0,
+                 **fast_options: Any):
         if samples < 1:
             raise ValueError(f"samples: expected at least 1 chunk per request, got {samples}")
+        if not 0.0 <= noise_scale <= 1.0:
+            raise ValueError(f"noise_scale: expected a factor in [0, 1] on the starting action noise, got {noise_scale}")
         self.loaded = loaded
         self.samples = int(samples)
+        self.noise_scale = float(noise_scale)
         self.config: ModelConfig = loaded.config
         self.model = loaded.model
         self.normalizer = loaded.normalizer
@@ -89,11 +95,12 @@ class UWMPolicy:
         config_path: str | Path | None = None,
         verify: bool = False,
         samples: int = 1,
+        noise_scale: float = 1.0,
         **fast_options: Any,
     ) -> "UWMPolicy":
         """Our checkpoint directory or an official `models.pt` (see `load_checkpoint`)."""
         loaded = load_checkpoint(path, device=device, dtype=dtype, config_path=config_path, verify=verify)
-        return cls(loaded, fast=fast, samples=samples, **fast_options)
+        return cls(loaded, fast=fast, samples=samples, noise_scale=noise_scale, **fast_options)
 
     # ---- description --------------------------------------------------------------------------
     def _build_metadata(self) -> dict[str, Any]:
@@ -128,6 +135,7 @@ class UWMPolicy:
             "device": str(self.device),
             "fast_path": bool(self.fast),
             "samples_per_chunk": self.samples,  # >1: the medoid of that many samples (or the one nearest a guide) is returned
+            "action_noise_scale": self.noise_scale,  # the starting action noise's factor (1: the official sampler)
         }
 
     def metadata(self) -> dict[str, Any]:
@@ -172,9 +180,9 @@ class UWMPolicy:
         return self._result(self._consensus(self.sampler.policy(*request), guide, guide_mask), request[1])
 
     def _request(self, images: Images, seed: int | None, prefix: Any = None, prefix_mask: Any = None) -> tuple:
-        """The sampler's arguments for one request: (model inputs, seed, prefix, mask, samples). One pass
-        draws all `samples` candidates of each batch row (row-major, from one encoding of the row)."""
-        return self._obs(images), self._seed(seed), prefix, prefix_mask, self.samples
+        """The sampler's arguments for one request: (model inputs, seed, prefix, mask, samples, noise scale).
+        One pass draws all `samples` candidates of each batch row (row-major, from one encoding of the row)."""
+        return self._obs(images), self._seed(seed), prefix, prefix_mask, self.samples, self.noise_scale
 
     def _consensus(self, raw: torch.Tensor, guide: Any = None, guide_mask: Any = None) -> torch.Tensor:
         """(B * samples, L, D) candidates -> (B, L, D), one candidate per request, never an average

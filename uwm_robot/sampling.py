@@ -23,6 +23,12 @@ per step; after the last step they are the prefix itself. The network sees a con
 sample, so the free rows are denoised conditioned on the fixed ones (replacement-style
 inpainting, a hard mask). Only actions are inpainted. The extra noise is drawn after the
 official draws from the same generator, so a request without a prefix gives the same numbers.
+
+Noise scale (`policy(..., noise_scale=s)`): the action chunk's starting noise x_T is drawn as usual
+and multiplied by s before the (deterministic, eta = 0) DDIM trajectory, a sampling temperature.
+s = 1 is the official sampler; s < 1 starts nearer the distribution's centre, so successive
+chunks of a receding-horizon policy agree more often (at s = 0 only the held future-latent noise
+still varies). The draws are unchanged, so a seed gives the same noise at every scale.
 """
 
 from __future__ import annotations
@@ -178,36 +184,41 @@ class UWMSampler:
         dev = self.model.device
         return Inpaint(m[..., None].to(dev), targets.to(dev))
 
-    def _policy_inputs(self, images, seed: int | None, prefix=None, prefix_mask=None, samples: int = 1) -> tuple:
-        """Condition, action noise, (held) latent noise and the inpainting (or None) of one policy request;
-        `samples` candidates per observation row share its encoding (row-major: row b's are b*samples...)."""
+    def _policy_inputs(self, images, seed: int | None, prefix=None, prefix_mask=None, samples: int = 1,
+                       noise_scale: float = 1.0) -> tuple:
+        """Condition, action noise (times `noise_scale`), (held) latent noise and the inpainting (or None) of
+        one policy request; `samples` candidates per observation row share its encoding (row-major: row
+        b's are b*samples...)."""
         images = self.as_images(images)
         gen = make_generator(seed)
         cond = self.model.obs_encoder.encode_curr_obs(images).repeat_interleave(samples, dim=0)
         batch = self._batch(images)
         a_shape, o_shape = self._shapes(batch * samples)
-        action, latents = self._noise(a_shape, gen), self._noise(o_shape, gen)
+        action, latents = self._noise(a_shape, gen) * noise_scale, self._noise(o_shape, gen)
         inpaint = None
         if prefix is not None or prefix_mask is not None:
             inpaint = self._inpaint(prefix, prefix_mask, batch, gen, samples)
         return cond, action, latents, inpaint
 
     @torch.no_grad()
-    def policy(self, images, seed: int | None = None, prefix=None, prefix_mask=None, samples: int = 1) -> torch.Tensor:
+    def policy(self, images, seed: int | None = None, prefix=None, prefix_mask=None, samples: int = 1,
+               noise_scale: float = 1.0) -> torch.Tensor:
         """p(a | o): normalised action chunk (B * samples, action_len, action_dim).
 
         `prefix` (L, D) or (B, L, D) normalised actions with `prefix_mask` (L,) or (B, L) bool: the
         masked rows are fixed (inpainted, see the module doc); the result has them exactly.
         `samples` > 1 draws that many chunks per observation (and its prefix), encoded once: the
         same chunks as for the observation and prefix repeated `samples` times.
+        `noise_scale` multiplies the starting action noise (see the module doc; 1: the official sampler).
         """
         spec = DenoiseSpec(True, False, obs_t=self.cfg.marginal_timestep)
-        cond, action, latents, inpaint = self._policy_inputs(images, seed, prefix, prefix_mask, samples)
+        cond, action, latents, inpaint = self._policy_inputs(images, seed, prefix, prefix_mask, samples, noise_scale)
         return self.denoiser.run(cond, action, latents, spec, inpaint=inpaint)[0]
 
     @torch.no_grad()
     def policy_batch(self, requests: Sequence[tuple]) -> list[torch.Tensor]:
-        """Several independent `policy` requests `[(images, seed[, prefix, prefix_mask[, samples]]), ...]` in one pass.
+        """Several independent `policy` requests `[(images, seed[, prefix, prefix_mask[, samples[, noise_scale]]]), ...]`
+        in one pass.
 
         Result i equals `policy(*requests[i])` up to float rounding (on some CPUs a BLAS blocks a GEMM
         differently for more rows): each request is encoded on its own,

@@ -273,6 +273,7 @@ def test_bench_command_reports_latency_table(server, token_file):
         (["serve", "--checkpoint", ".", "--bind", "tcp://192.168.1.5:4242"], "without a token"),
         (["serve", "--checkpoint", ".", "--bind", "localhost:4242"], "expected a zmq endpoint"),
         (["serve", "--checkpoint", ".", "--samples", "0"], "--samples must be >= 1"),
+        (["serve", "--checkpoint", ".", "--noise-scale", "-1"], "--noise-scale must be in [0, 1]"),
     ],
 )
 def test_serve_user_errors_exit_2_with_one_line(args, message):

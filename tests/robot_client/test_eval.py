@@ -23,7 +23,8 @@ def run_eval(ckpt, out, *extra):
 
 def test_eval_reports_resumes_and_reruns_unfinished_trials(tiny_checkpoint, tmp_path):
     out = tmp_path / "eval"
-    first = run_eval(tiny_checkpoint, out, "--execute-k", "5", "--inpaint", "--samples", "3", "--coherent")
+    first = run_eval(tiny_checkpoint, out, "--execute-k", "5", "--inpaint", "--samples", "3", "--coherent",
+                     "--noise-scale", "0.5")
     assert first.count("[eval] rice_cooker") == 4
     for cond in ("ID", "C1"):
         for i in range(2):
@@ -34,6 +35,7 @@ def test_eval_reports_resumes_and_reruns_unfinished_trials(tiny_checkpoint, tmp_
             assert meta["control"]["execute_k"] == 5 and meta["control"]["sim_latency_s"] == 0.2
             assert meta["control"]["inpaint"] is True and meta["control"]["coherent"] is True
             assert meta["server"]["samples_per_chunk"] == 3  # the loopback server was started with --samples 3
+            assert meta["server"]["action_noise_scale"] == 0.5  # ... and --noise-scale 0.5
             chunks = [json.loads(line) for line in (trial / "chunks.jsonl").read_text().splitlines()]
             assert all(c["meta"]["inpainted_rows"] > 0 for c in chunks[1:])  # each on the one in flight
             # ... and guided by its whole remaining plan, which reaches past the rows in flight
@@ -62,6 +64,7 @@ def test_eval_reports_resumes_and_reruns_unfinished_trials(tiny_checkpoint, tmp_
 
 @pytest.mark.parametrize("args, message", [(["--execute-k", "17"], "--execute-k must be in 1..16"),
                                            (["--samples", "0"], "--samples must be >= 1"),
+                                           (["--noise-scale", "1.5"], "--noise-scale must be in [0, 1]"),
                                            (["--coherent"], "--coherent picks among several sampled chunks: add --samples N")])
 def test_out_of_range_overrides_are_refused(tiny_checkpoint, tmp_path, args, message):
     proc = subprocess.run(

@@ -9,6 +9,7 @@ from policy_server.local import make_preset_checkpoint
 from uwm_robot import action_codec
 from uwm_robot.inference import UWMPolicy
 from uwm_robot.normalizer import LinearNormalizer, NormalizerSet
+from uwm_robot.sampling import DenoiseSpec
 
 
 @pytest.fixture(scope="module")
@@ -180,3 +181,29 @@ def test_loads_an_official_checkpoint(official_dir):
     assert m["checkpoint_source"].startswith("official:") and len(m["checkpoint_hash"]) == 64
     out = policy.infer(observation(policy), seed=0)
     assert out["actions"].shape == (1, m["action_len"], m["action_dim"]) and np.isfinite(out["actions"]).all()
+
+
+def test_noise_scale_shrinks_the_starting_action_noise(policy):
+    """`noise_scale=s`: the seed's action draws times s start the DDIM trajectory (the same draws at
+    every scale), so the chunks of different seeds spread less as s falls. At s = 0 they still differ
+    by the held future-latent noise the network sees in policy mode."""
+    obs, seeds = observation(policy, seed=4), range(6)
+
+    def chunks(scale):
+        p = UWMPolicy(policy.loaded, noise_scale=scale)
+        assert p.metadata()["action_noise_scale"] == scale
+        return np.stack([p.infer(obs, seed=s)["raw"][0] for s in seeds])
+
+    full, half, none = chunks(1.0), chunks(0.5), chunks(0.0)
+    np.testing.assert_array_equal(full, np.stack([policy.infer(obs, seed=s)["raw"][0] for s in seeds]))  # 1: the official sampler
+    spread = [float(np.linalg.norm(c - c.mean(0), axis=(1, 2)).mean()) for c in (full, half, none)]
+    assert spread[0] > spread[1] > spread[2] > 1e-3, spread
+    # Exactly the denoiser run on the scaled draws of the seed (action noise first, as the official order).
+    cond, action, latents, _ = policy.sampler._policy_inputs(policy._obs(obs), 3, noise_scale=1.0)
+    direct = policy.sampler.denoiser.run(cond, action * 0.5, latents, DenoiseSpec(True, False, obs_t=policy.config.marginal_timestep))[0].detach()
+    np.testing.assert_allclose(UWMPolicy(policy.loaded, noise_scale=0.5).infer(obs, seed=3)["raw"], direct.numpy(), atol=1e-5)
+    batched = UWMPolicy(policy.loaded, noise_scale=0.5).infer_batch([{"images": obs, "seed": 3}])[0]
+    np.testing.assert_allclose(batched["raw"], direct.numpy(), atol=1e-4)
+    for bad in (-0.1, 1.5):
+        with pytest.raises(ValueError, match=r"noise_scale: expected a factor in \[0, 1\]"):
+            UWMPolicy(policy.loaded, noise_scale=bad)
