@@ -51,6 +51,16 @@ def read_token(token_file: str | None) -> str | None:
     return token
 
 
+def sampling_mismatch(settings: ClientSettings, metadata: dict) -> str | None:
+    """A warning when a running server samples with another noise scale than the settings ask for
+    (it is the server's option, `policy_server serve --noise-scale`); None when they agree."""
+    served = float(metadata.get("action_noise_scale", 1.0))  # servers before the option: the official 1
+    if abs(served - settings.noise_scale) < 1e-9:
+        return None
+    return (f"the policy server samples with noise scale {served:g} but the settings ask for {settings.noise_scale:g}: "
+            f"restart it with `policy_server serve --noise-scale {settings.noise_scale:g}` (docs/results.md, session 34)")
+
+
 @contextlib.contextmanager
 def open_policy(settings: ClientSettings, server: str | None, token_file: str | None, checkpoint: str | None):
     """Yields (RemotePolicy, metadata). Starts and later stops a loopback server if needed."""
@@ -80,7 +90,12 @@ def open_policy(settings: ClientSettings, server: str | None, token_file: str | 
         client = PolicyClient(address, token=token)
         stack.callback(client.close)
         policy = RemotePolicy(client)
-        yield policy, policy.hello()
+        metadata = policy.hello()
+        warning = sampling_mismatch(settings, metadata)
+        if warning:
+            log.warning(warning)
+            print(f"[robot_client] warning: {warning}", flush=True)
+        yield policy, metadata
 
 
 def loop_config(settings: ClientSettings, control_hz: float, max_steps: int, lockstep: bool, seed: int | None) -> LoopConfig:

@@ -1,0 +1,26 @@
+"""A client pointed at a running server is told when the server samples at another noise scale than
+its settings ask for (the noise scale is the server's option)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from robot_client.runner import open_policy, sampling_mismatch
+from robot_client.settings import DEFAULT_PATH, load_settings
+from uwm_robot.local_server import LocalServer
+
+
+def test_the_shipped_settings_sample_at_half_noise():
+    assert load_settings(DEFAULT_PATH).noise_scale == 0.5
+
+
+def test_a_server_at_another_noise_scale_is_named_with_the_fix(tiny_checkpoint, capsys):
+    settings = dataclasses.replace(load_settings(DEFAULT_PATH), noise_scale=0.5)
+    with LocalServer(tiny_checkpoint, extra=["--noise-scale", "1"]) as srv:
+        with open_policy(settings, srv.address, None, None) as (_, metadata):
+            assert metadata["action_noise_scale"] == 1.0
+        assert "restart it with `policy_server serve --noise-scale 0.5`" in capsys.readouterr().out
+        with open_policy(dataclasses.replace(settings, noise_scale=1.0), srv.address, None, None):
+            pass
+        assert "warning" not in capsys.readouterr().out
+    assert sampling_mismatch(settings, {}) is not None  # a server without the option samples at 1
