@@ -94,7 +94,6 @@ def open_policy(settings: ClientSettings, server: str | None, token_file: str | 
         warning = sampling_mismatch(settings, metadata)
         if warning:
             log.warning(warning)
-            print(f"[robot_client] warning: {warning}", flush=True)
         yield policy, metadata
 
 
