@@ -26,7 +26,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from uwm_robot.protocol import DEFAULT_ADDRESS, DEFAULT_MAX_MESSAGE_BYTES, PROTOCOL_VERSION
+from uwm_robot.protocol import DEFAULT_ADDRESS, DEFAULT_MAX_MESSAGE_BYTES, PROTOCOL_VERSION, sampling_problem
 
 EXIT_USER_ERROR = 2
 
@@ -123,10 +123,9 @@ def _serve(args: argparse.Namespace) -> int:
     endpoint = zmq_endpoint(args.bind)
     if args.max_batch < 1:
         raise UserError(f"--max-batch must be >= 1, got {args.max_batch}")
-    if args.samples < 1:
-        raise UserError(f"--samples must be >= 1 (chunks sampled per request), got {args.samples}")
-    if not 0.0 <= args.noise_scale <= 1.0:
-        raise UserError(f"--noise-scale must be in [0, 1] (the factor on each chunk's starting noise), got {args.noise_scale}")
+    problem = sampling_problem(args.samples, args.noise_scale)
+    if problem:
+        raise UserError(problem)
 
     import gevent
     import torch

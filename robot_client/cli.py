@@ -15,6 +15,7 @@ from robot_client.compare import register as compare_register
 from robot_client.report import register as report_register
 from robot_client.boundary_bench import register as boundary_register
 from robot_client.sim_cli import add_sim_subparser, parse_size
+from uwm_robot.protocol import sampling_problem
 
 
 def _common_policy_args(p: argparse.ArgumentParser) -> None:
@@ -64,13 +65,12 @@ def _policy_settings(args: argparse.Namespace):
             raise SystemExit(f"--ensemble must be >= 1 (latest chunks averaged; 1 = off), got {args.ensemble}")
         control = dataclasses.replace(control, ensemble_chunks=args.ensemble)
     if args.samples is not None:
-        if args.samples < 1:
-            raise SystemExit(f"--samples must be >= 1 (chunks sampled per request), got {args.samples}")
         settings = dataclasses.replace(settings, samples=args.samples)
     if args.noise_scale is not None:
         settings = dataclasses.replace(settings, noise_scale=args.noise_scale)
-    if not 0.0 <= settings.noise_scale <= 1.0:
-        raise SystemExit(f"--noise-scale must be in [0, 1] (the factor on each chunk's starting noise), got {settings.noise_scale}")
+    problem = sampling_problem(settings.samples, settings.noise_scale)
+    if problem:
+        raise SystemExit(problem)
     if control.coherent and settings.samples == 1 and not (args.server or settings.server):
         raise SystemExit("--coherent picks among several sampled chunks: add --samples N (N > 1) "
                          "for the loopback server (control.coherent; one sample per request has nothing to pick)")

@@ -52,13 +52,25 @@ def read_token(token_file: str | None) -> str | None:
 
 
 def sampling_mismatch(settings: ClientSettings, metadata: dict) -> str | None:
-    """A warning when a running server samples with another noise scale than the settings ask for
-    (it is the server's option, `policy_server serve --noise-scale`); None when they agree."""
-    served = float(metadata.get("action_noise_scale", 1.0))  # servers before the option: the official 1
-    if abs(served - settings.noise_scale) < 1e-9:
+    """A warning when a running server samples otherwise than the settings ask for: its noise scale
+    and its chunks per request are its own options (`policy_server serve --noise-scale/--samples`),
+    which the settings cannot change; None when they agree."""
+    # servers from before an option report nothing for it: the official 1 for both
+    served = {"noise-scale": float(metadata.get("action_noise_scale", 1.0)),
+              "samples": int(metadata.get("samples_per_chunk", 1))}
+    asked = {"noise-scale": float(settings.noise_scale)}
+    if settings.samples > 1:  # the default 1 leaves a server's own --samples alone (e.g. for --coherent)
+        asked["samples"] = int(settings.samples)
+    differ = [flag for flag in asked if abs(served[flag] - asked[flag]) > 1e-9]
+    if settings.control.coherent and served["samples"] == 1 and "samples" not in differ:
+        return ("--coherent picks among several sampled chunks, but the policy server samples one per request: "
+                "restart it with `policy_server serve --samples 8`")
+    if not differ:
         return None
-    return (f"the policy server samples with noise scale {served:g} but the settings ask for {settings.noise_scale:g}: "
-            f"restart it with `policy_server serve --noise-scale {settings.noise_scale:g}` (docs/results.md, session 34)")
+    return ("the policy server samples with " + ", ".join(f"{flag} {served[flag]:g}" for flag in differ)
+            + " but the settings ask for " + ", ".join(f"{flag} {asked[flag]:g}" for flag in differ)
+            + ": restart it with `policy_server serve " + " ".join(f"--{flag} {asked[flag]:g}" for flag in differ)
+            + "` (docs/results.md, session 34)")
 
 
 @contextlib.contextmanager

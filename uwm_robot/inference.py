@@ -37,6 +37,7 @@ import torch
 from .action_codec import codec_for
 from .checkpoint import LoadedCheckpoint, load_checkpoint
 from .config import ModelConfig
+from .protocol import sampling_problem
 from .sampling import UWMSampler
 
 DEFAULT_EXECUTED_HORIZON = 8  # actions executed per chunk before replanning (of 16)
@@ -66,10 +67,9 @@ class UWMPolicy:
 
     def __init__(self, loaded: LoadedCheckpoint, fast: bool = True, samples: int = 1, noise_scale: float = 1.0,
                  **fast_options: Any):
-        if samples < 1:
-            raise ValueError(f"samples: expected at least 1 chunk per request, got {samples}")
-        if not 0.0 <= noise_scale <= 1.0:
-            raise ValueError(f"noise_scale: expected a factor in [0, 1] on the starting action noise, got {noise_scale}")
+        problem = sampling_problem(samples, noise_scale)
+        if problem:
+            raise ValueError(problem)
         self.loaded = loaded
         self.samples = int(samples)
         self.noise_scale = float(noise_scale)

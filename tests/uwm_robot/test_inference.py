@@ -108,7 +108,7 @@ def test_samples_return_the_medoid_of_that_many_candidates(policy):
                                                      prefix_mask=np.repeat(mask[None], 8, 0)), atol=1e-5)
     for p, m in ((prefix, mask[None]), (prefix[0], mask)):
         np.testing.assert_allclose(medoid_policy.infer(obs, seed=5, prefix=p, prefix_mask=m)["raw"][0, :4], prefix[0, :4], atol=1e-5)
-    with pytest.raises(ValueError, match="at least 1 chunk"):
+    with pytest.raises(ValueError, match="--samples must be >= 1"):
         UWMPolicy(policy.loaded, samples=0)
 
 
@@ -205,5 +205,5 @@ def test_noise_scale_shrinks_the_starting_action_noise(policy):
     batched = UWMPolicy(policy.loaded, noise_scale=0.5).infer_batch([{"images": obs, "seed": 3}])[0]
     np.testing.assert_allclose(batched["raw"], direct.numpy(), atol=1e-4)
     for bad in (-0.1, 1.5):
-        with pytest.raises(ValueError, match=r"noise_scale: expected a factor in \[0, 1\]"):
+        with pytest.raises(ValueError, match=r"--noise-scale must be in \[0, 1\]"):
             UWMPolicy(policy.loaded, noise_scale=bad)
