@@ -70,7 +70,7 @@ def sampling_mismatch(settings: ClientSettings, metadata: dict) -> str | None:
     return ("the policy server samples with " + ", ".join(f"{flag} {served[flag]:g}" for flag in differ)
             + " but the settings ask for " + ", ".join(f"{flag} {asked[flag]:g}" for flag in differ)
             + ": restart it with `policy_server serve " + " ".join(f"--{flag} {asked[flag]:g}" for flag in differ)
-            + "` (docs/results.md, session 34)")
+            + "` (docs/results.md)")
 
 
 @contextlib.contextmanager

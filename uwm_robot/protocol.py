@@ -33,6 +33,11 @@ DEFAULT_PORT = 4242
 DEFAULT_ADDRESS = f"tcp://127.0.0.1:{DEFAULT_PORT}"
 DEFAULT_MAX_MESSAGE_BYTES = 16 << 20  # a droid observation is ~1 MiB
 
+_ND_KEY = "__ndarray__"
+_DTYPE_RE = re.compile(r"^[<>|=]?[biufc][0-9]{1,2}$")
+_MAX_NDIM = 8
+
+
 def sampling_problem(samples: int, noise_scale: float) -> str | None:
     """Why a server's sampling settings are refused, in `policy_server serve`'s flag names; None
     when they are valid. One wording for the server, the client's loopback settings and UWMPolicy."""
@@ -41,11 +46,6 @@ def sampling_problem(samples: int, noise_scale: float) -> str | None:
     if not 0.0 <= noise_scale <= 1.0:
         return f"--noise-scale must be in [0, 1] (the factor on each chunk's starting noise), got {noise_scale}"
     return None
-
-
-_ND_KEY = "__ndarray__"
-_DTYPE_RE = re.compile(r"^[<>|=]?[biufc][0-9]{1,2}$")
-_MAX_NDIM = 8
 
 
 # ---- errors -----------------------------------------------------------------------------------
