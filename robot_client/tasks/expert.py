@@ -41,8 +41,13 @@ def link8_pose_from_tcp(tcp_pos, hand_rot) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(tcp_pos, float) - hand_rot[:, 2] * panda.TCP_OFFSET, rot
 
 
+def hand_from_link8(rot) -> np.ndarray:
+    """The hand frame (as `hand_rotation` builds it) of a panda_link8 rotation."""
+    return np.asarray(rot) @ _HAND_FROM_LINK8
+
+
 def tcp_from_link8(pos, rot) -> np.ndarray:
-    return np.asarray(pos) + (rot @ _HAND_FROM_LINK8)[:, 2] * panda.TCP_OFFSET
+    return np.asarray(pos) + hand_from_link8(rot)[:, 2] * panda.TCP_OFFSET
 
 
 @dataclass

@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import numpy as np
+from scipy.spatial.transform import Rotation
 
+from robot_client.ik import rotation_error
 from robot_client.tasks.base import SuccessCheck, Task, set_body_pos, set_free_body_pose
-from robot_client.tasks.expert import Gripper, Hold, Move, ScriptedExpert, topdown
+from robot_client.tasks.expert import Gripper, Hold, Move, ScriptedExpert, hand_from_link8, topdown
 
 HINGE_OFFSET = np.array([0.11, 0.0, 0.14])  # hinge (back edge of the lid) in the cooker frame
 BAR_IN_LID = np.array([-0.2, 0.0, 0.055])  # handle bar in the lid frame
@@ -112,8 +114,9 @@ class RiceCookerTask(Task):
     def off_course(self, env) -> str | None:
         """What an expert watching a policy would stop: the open hand sinking on the cup off centre (one
         fingertip lands on the rim; arriving off centre and steering back is fine above half height; not
-        once the cup is in the pot, where the open hand has just let go of it), or, once the lid is open,
-        fingers closed on nothing away from the lid's bar."""
+        once the cup is in the pot, where the open hand has just let go of it), once the lid is open,
+        fingers closed on nothing away from the lid's bar, or a hand holding the bar mid-pull rolled more than
+        BAR_ROLL_LIMIT about it (the bar then slips out of the fingertips near 1.3 rad and the lid falls shut)."""
         world = env.world
         tcp, cup = tcp_position(world), cup_position(world)
         offset = float(np.linalg.norm(tcp[:2] - cup[:2]))
@@ -125,6 +128,8 @@ class RiceCookerTask(Task):
         from_bar = float(np.linalg.norm(tcp - bar_position(cooker, lid_angle(world))))
         if env.success.stage >= 1 and width < HOLDING_WIDTH and from_bar > 0.1 and not in_pot:
             return f"fingers closed on nothing ({width * 100:.1f} cm apart, the cup is 5 cm)"
+        if held_object(env) == "bar" and abs(roll := hand_roll_about_bar(env)) > BAR_ROLL_LIMIT:
+            return f"hand rolled {np.degrees(roll):+.1f} deg about the bar mid-pull"
         return None
 
     def expert(self, env, practice_miss_prob: float = 0.0, off_centre_prob: float = 0.0,
@@ -160,6 +165,9 @@ CLEAR_HEIGHT = 0.3  # m: an expert taking over elsewhere first lifts the open ha
 HOLDING_WIDTH = 0.03  # m: the fingers stop at the 5 cm cup; an empty grasp closes below this
 OPEN_HAND_WIDTH = 0.06  # m: wider than the held cup: the hand is open
 EMPTY_WIDTH = 0.008  # m: fingers closed on nothing (the lid's bar holds them 1.6 cm apart)
+# Policies whose bar slipped out mid-pull had rolled 2-16 deg (median 6) by 1.2 rad; those that held it,
+# 0.3 (median; 200 trials of the committed policy, docs/results.md session 36).
+BAR_ROLL_LIMIT = np.radians(4.0)
 CUP_WIDTH, BAR_WIDTH = 0.05, 0.016
 
 
@@ -194,6 +202,15 @@ def hand_over_cup(world) -> bool:
     sinks above the cup in a loop."""
     tcp, cup = tcp_position(world), cup_position(world)
     return bool(np.linalg.norm(tcp[:2] - cup[:2]) < NEAR_CUP_RADIUS and 0.0 < tcp[2] - cup[2] < CLEAR_HEIGHT)
+
+
+def hand_roll_about_bar(env) -> float:
+    """The hand's rotation (rad) about the bar's axis (world y) away from the bar grip. The lid's pull on
+    the fingers turns a compliant wrist this way every tick (DROID's rotational Kx is 15 N m/rad, and each
+    target is set from the measured pose), so a pull that does not keep turning back drifts."""
+    pos, quat = env.robot.get_ee_pose()
+    hand = hand_from_link8(Rotation.from_quat(quat.numpy()).as_matrix())
+    return float(rotation_error(hand, BAR_GRIP)[1])
 
 
 def held_object(env) -> str | None:

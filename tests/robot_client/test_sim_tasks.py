@@ -269,3 +269,28 @@ def test_rice_cooker_expert_closes_on_the_bar_at_rest_and_pulls_it_at_an_even_pa
     v = np.array(velocity[pull_start:pull_end])
     turn = (v[1:] * v[:-1]).sum(axis=1) / (np.linalg.norm(v[1:], axis=1) * np.linalg.norm(v[:-1], axis=1))
     assert turn.min() > np.cos(np.radians(30))
+
+
+def test_the_watchdog_flags_a_hand_rolled_about_the_bar_mid_pull_and_the_expert_pulls_on_to_the_stop():
+    """The lid's pull turns a compliant wrist about the bar; a policy that does not turn back loses the
+    bar near 1.3 rad and the lid falls shut. The watchdog calls that roll, not the expert's own pull
+    (the plain demo test above), and the expert taking over keeps the grip and pulls the lid to the stop."""
+    from robot_client.action_path import apply_rotation_vector
+    from robot_client.ik import DLSInverseKinematics
+    from robot_client.tasks.rice_cooker import BAR_ROLL_LIMIT, LID_STOP, hand_roll_about_bar, lid_angle
+
+    def roll_the_hand(env):  # what a drifting policy does: 1 deg a tick about the bar (+y), 12 ticks
+        ik = DLSInverseKinematics()
+        assert env.task.off_course(env) is None
+        for _ in range(12):
+            pos, quat = env.robot.get_ee_pose()
+            target = apply_rotation_vector(quat.numpy(), np.array([0.0, np.radians(1.0), 0.0]))
+            q = ik.solve(pos.numpy(), target, env.robot.get_joint_positions().numpy(), max_iterations=20).q
+            env.robot.update_desired_joint_positions(q)
+            env.clock.sleep(1.0 / env.task.control_hz)
+        assert hand_roll_about_bar(env) > BAR_ROLL_LIMIT
+        assert "rolled" in env.task.off_course(env)
+
+    held, ticks, success = _take_over_when(lambda env: lid_angle(env.world) > 0.4, roll_the_hand)
+    assert held == "bar" and success
+    assert ticks[:, 0].max() > LID_STOP - 0.05
