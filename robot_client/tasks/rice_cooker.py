@@ -165,8 +165,8 @@ CLEAR_HEIGHT = 0.3  # m: an expert taking over elsewhere first lifts the open ha
 HOLDING_WIDTH = 0.03  # m: the fingers stop at the 5 cm cup; an empty grasp closes below this
 OPEN_HAND_WIDTH = 0.06  # m: wider than the held cup: the hand is open
 EMPTY_WIDTH = 0.008  # m: fingers closed on nothing (the lid's bar holds them 1.6 cm apart)
-# Policies whose bar slipped out mid-pull had rolled 2-16 deg (median 6) by 1.2 rad; those that held it,
-# 0.3 (median; 200 trials of the committed policy, docs/results.md session 36).
+# Policies whose bar slipped out mid-pull had rolled 2-16 deg (median 5) by 1.2 rad; those that held it,
+# 0.3 (median; 200 trials of the committed policy, docs/results.md session 36). The expert's pull: < 2.2.
 BAR_ROLL_LIMIT = np.radians(4.0)
 CUP_WIDTH, BAR_WIDTH = 0.05, 0.016
 
@@ -208,7 +208,7 @@ def hand_roll_about_bar(env) -> float:
     """The hand's rotation (rad) about the bar's axis (world y) away from the bar grip. The lid's pull on
     the fingers turns a compliant wrist this way every tick (DROID's rotational Kx is 15 N m/rad, and each
     target is set from the measured pose), so a pull that does not keep turning back drifts."""
-    pos, quat = env.robot.get_ee_pose()
+    _, quat = env.robot.get_ee_pose()
     hand = hand_from_link8(Rotation.from_quat(quat.numpy()).as_matrix())
     return float(rotation_error(hand, BAR_GRIP)[1])
 
