@@ -6,7 +6,7 @@ then fell shut again (below 0.3 rad) before the cup was in the pot, why it fell 
 still succeeded, and where the lid came to rest after the first pull (its angle 2 s after it first passed
 1.2 rad). Why a lid fell, from the first fall:
 - "slipped": the bar left the fingers mid-pull (they closed on nothing while commanded shut); the hand's
-  roll about the bar at 1.2 rad is given, the drift that precedes it (`hand_roll_about_bar`);
+  roll about the bar at 1.2 rad is given, the drift that precedes it (`bar_roll`);
 - "let go short": the fingers opened on a lid that never came near the stop;
 - "knocked": the lid reached the stop and was knocked off it later.
 
@@ -20,13 +20,10 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-from scipy.spatial.transform import Rotation
 
-from robot_client.ik import rotation_error
 from robot_client.sim.object_log import OBJECT_STATE_FILE, load_object_state
-from robot_client.tasks.expert import hand_from_link8
-from robot_client.tasks.rice_cooker import (BAR_GRIP, CAVITY_CENTRE, CAVITY_HALF, EMPTY_WIDTH, LID_STOP, OPEN_ANGLE,
-                                            STAYS_OPEN_ANGLE)
+from robot_client.tasks.rice_cooker import (CAVITY_CENTRE, CAVITY_HALF, EMPTY_WIDTH, LID_STOP, OPEN_ANGLE,
+                                            STAYS_OPEN_ANGLE, bar_roll)
 from uwm_robot.episode import load_episode
 
 SHUT_ANGLE = 0.3  # rad: fallen shut (gravity takes a lid down from about 1.3 rad)
@@ -36,8 +33,7 @@ NEAR_STOP = LID_STOP - 0.1  # a lid that got this far was pulled to the stop
 def why_it_fell(episode: Path, lid: np.ndarray, opened: int, fell: int) -> tuple[str, float]:
     """("slipped" | "let go short" | "knocked", the hand's roll about the bar in degrees at `opened`)."""
     steps = load_episode(episode, load_chunks=False).steps
-    hand = hand_from_link8(Rotation.from_quat(steps["ee_quat"][opened]).as_matrix())
-    roll = float(np.degrees(rotation_error(hand, BAR_GRIP)[1]))
+    roll = float(np.degrees(bar_roll(steps["ee_quat"][opened])))
     pull = slice(opened, fell)
     empty_while_closing = (steps["gripper_width"][pull] < EMPTY_WIDTH) & (steps["gripper_command"][pull] > 0.9)
     if lid[pull].max() < NEAR_STOP:

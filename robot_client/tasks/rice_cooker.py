@@ -204,13 +204,17 @@ def hand_over_cup(world) -> bool:
     return bool(np.linalg.norm(tcp[:2] - cup[:2]) < NEAR_CUP_RADIUS and 0.0 < tcp[2] - cup[2] < CLEAR_HEIGHT)
 
 
-def hand_roll_about_bar(env) -> float:
-    """The hand's rotation (rad) about the bar's axis (world y) away from the bar grip. The lid's pull on
-    the fingers turns a compliant wrist this way every tick (DROID's rotational Kx is 15 N m/rad, and each
-    target is set from the measured pose), so a pull that does not keep turning back drifts."""
-    _, quat = env.robot.get_ee_pose()
-    hand = hand_from_link8(Rotation.from_quat(quat.numpy()).as_matrix())
+def bar_roll(link8_quat_xyzw) -> float:
+    """A flange pose's rotation (rad) about the bar's axis (world y) away from the bar grip. The lid's pull
+    on the fingers turns a compliant wrist this way every tick (DROID's rotational Kx is 15 N m/rad, and
+    each target is set from the measured pose), so a pull that does not keep turning back drifts."""
+    hand = hand_from_link8(Rotation.from_quat(np.asarray(link8_quat_xyzw, float)).as_matrix())
     return float(rotation_error(hand, BAR_GRIP)[1])
+
+
+def hand_roll_about_bar(env) -> float:
+    """`bar_roll` of the hand now."""
+    return bar_roll(env.robot.get_ee_pose()[1].numpy())
 
 
 def held_object(env) -> str | None:
