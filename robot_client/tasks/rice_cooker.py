@@ -188,7 +188,7 @@ def rice_cooker_plan(env, first_grasp_offset: np.ndarray | None = None, approach
         yield Gripper("goto", CUP_OPEN_WIDTH)
         yield Move(np.array([tcp[0], tcp[1], max(tcp[2], CLEAR_HEIGHT)]), CUP_GRIP, speed=0.5, tol=0.02, rot_tol=0.3)
     if not resume or lid_angle(world) < STAYS_OPEN_ANGLE:  # past "lid opened" (1.2 rad) a lid let go of may creep shut
-        yield from _open_lid(world, cooker, holding_bar=held == "bar")
+        yield from _open_lid(env, cooker, holding_bar=held == "bar")
     if not resume or not cup_in_cavity(world):
         yield from _cup_into_pot(env, cooker, first_grasp_offset, approach_offset, holding_cup=held == "cup",
                                  from_where_it_is=steer_onto_cup)
@@ -238,25 +238,43 @@ ABOVE = np.array([0.0, 0.0, 0.08])
 SETTLE = np.array([0.0, 0.0, 0.02])  # the last 2 cm onto the bar, slowly: the fingers then close on a hand at rest
 
 
-def _open_lid(world, cooker, holding_bar: bool = False):
+LID_ATTEMPTS = 3
+OPENED_ANGLE = LID_STOP - 0.15  # a pull that ends short of this did not reach the stop: the lid will creep shut
+
+
+def _open_lid(env, cooker, holding_bar: bool = False):
     """By its bar, along the hinge arc, to PULL_TO; `holding_bar`: pull on from where the lid is. A
     takeover may find the lid left part way open (hinge friction holds it from about 1.3 rad): the bar
-    is then grasped where it is."""
-    start = 0.0
-    if not holding_bar:
+    is then grasped where it is. A bar that slips out of the fingers mid-pull (a takeover from a hand
+    rolled about it), or a pull that ends short of the stop, is grasped again where the lid is: letting
+    go there lets the lid fall shut, and the cup then goes onto the closed lid."""
+    world = env.world
+    for attempt in range(LID_ATTEMPTS):
+        if attempt and lid_angle(world) >= OPENED_ANGLE:
+            return
+        start = lid_angle(world) if holding_bar else 0.0
+        if not holding_bar:
+            yield Gripper("goto", 0.05)
+            angle = lid_angle(world)
+            start = angle if angle > CLOSED_ANGLE else 0.0
+            bar = bar_position(cooker, start)
+            yield Move(bar + ABOVE, BAR_GRIP, speed=0.6, tol=0.01)
+            yield Move(bar + SETTLE, BAR_GRIP, speed=0.25, tol=0.006)
+            yield Move(bar, BAR_GRIP, speed=0.08, tol=0.002)
+        yield Gripper("grasp", BAR_WIDTH, epsilon=0.01)  # holding: re-asserted, as the takeover's command starts open
+        slipped = False
+        for angle in np.linspace(start, PULL_TO, 10)[1:]:
+            yield Move(bar_position(cooker, angle), BAR_GRIP, speed=0.35, tol=0.012, rot_tol=0.1, via=angle < OPEN_ANGLE)
+            if lid_angle(world) < STAYS_OPEN_ANGLE and held_object(env) != "bar":
+                slipped = True
+                break
         yield Gripper("goto", 0.05)
-        angle = lid_angle(world)
-        start = angle if angle > CLOSED_ANGLE else 0.0
-        bar = bar_position(cooker, start)
-        yield Move(bar + ABOVE, BAR_GRIP, speed=0.6, tol=0.01)
-        yield Move(bar + SETTLE, BAR_GRIP, speed=0.25, tol=0.006)
-        yield Move(bar, BAR_GRIP, speed=0.08, tol=0.002)
-    yield Gripper("grasp", BAR_WIDTH, epsilon=0.01)  # holding: re-asserted, as the takeover's command starts open
-    for angle in np.linspace(lid_angle(world) if holding_bar else start, PULL_TO, 10)[1:]:
-        yield Move(bar_position(cooker, angle), BAR_GRIP, speed=0.35, tol=0.012, rot_tol=0.1, via=angle < OPEN_ANGLE)
-    yield Gripper("goto", 0.05)
-    # Leave upward, along the lid plane: moving toward the robot would push the lid shut.
-    yield Move(bar_position(cooker, PULL_TO) + ABOVE, BAR_GRIP, speed=0.3, tol=0.01)
+        if slipped:  # straight up, clear of the lid, before going for the bar again
+            tcp = tcp_position(world)
+            yield Move(tcp + ABOVE, BAR_GRIP, speed=0.3, tol=0.01, rot_tol=0.3)
+        else:  # leave upward, along the lid plane: moving toward the robot would push the lid shut
+            yield Move(bar_position(cooker, PULL_TO) + ABOVE, BAR_GRIP, speed=0.3, tol=0.01)
+        holding_bar = False
 
 
 def _cup_into_pot(env, cooker, first_grasp_offset, approach_offset, holding_cup: bool = False,
