@@ -253,6 +253,13 @@ def _open_lid(env, cooker, holding_bar: bool = False):
         if attempt and lid_angle(world) >= OPENED_ANGLE:
             return
         start = lid_angle(world) if holding_bar else 0.0
+        # Where along the bar the fingers hold it: a policy's grasp is up to 1 cm off its centre. Aiming at the
+        # centre would slide the bar through the fingers (friction 1.5), pressing the hand against the lid
+        # until each move timed out. Across the bar the aim stays at its centre: a policy holds it a few mm
+        # toward the fingertips, and pulling from there slips it out where the arc turns (about 1.3 rad).
+        grip = np.zeros(3)
+        if holding_bar:
+            grip[1] = (tcp_position(world) - bar_position(cooker, start))[1]
         if not holding_bar:
             yield Gripper("goto", 0.05)
             angle = lid_angle(world)
@@ -264,7 +271,8 @@ def _open_lid(env, cooker, holding_bar: bool = False):
         yield Gripper("grasp", BAR_WIDTH, epsilon=0.01)  # holding: re-asserted, as the takeover's command starts open
         slipped = False
         for angle in np.linspace(start, PULL_TO, 10)[1:]:
-            yield Move(bar_position(cooker, angle), BAR_GRIP, speed=0.35, tol=0.012, rot_tol=0.1, via=angle < OPEN_ANGLE)
+            yield Move(bar_position(cooker, angle) + grip, BAR_GRIP, speed=0.35, tol=0.012, rot_tol=0.1,
+                       via=angle < OPEN_ANGLE)
             if lid_angle(world) < STAYS_OPEN_ANGLE and held_object(env) != "bar":
                 slipped = True
                 break

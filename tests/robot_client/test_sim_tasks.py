@@ -219,6 +219,28 @@ def test_a_taking_over_expert_closes_a_lid_part_way_down_after_the_cup_from_wher
     assert ticks[0, 0] == pytest.approx(1.35, abs=0.02) and ticks[:, 0].max() < 1.6
 
 
+def test_a_taking_over_expert_pulls_the_bar_where_the_fingers_hold_it():
+    """A policy grasps the bar off its centre (1.1 cm along it in seed 700029, whose takeover stalled):
+    the expert pulls it along the arc from where it is held, as fast as from a centred grasp, instead of
+    sliding it through the fingers toward their centre (about 95 ticks to 1.6 rad that way, 27 this way)."""
+    import mujoco
+
+    from robot_client.tasks.base import set_body_pos
+    from robot_client.tasks.rice_cooker import bar_position, cooker_position, lid_angle, tcp_position
+
+    def hold_it_off_centre(env):  # the cooker (and the bar) moved 1.1 cm along the bar under the fingers
+        world = env.world
+        with world.lock:
+            set_body_pos(world, "cooker", cooker_position(world) + np.array([0.0, -0.011, 0.0]))
+            mujoco.mj_forward(world.model, world.data)
+        offset = tcp_position(world) - bar_position(cooker_position(world), lid_angle(world))
+        assert offset[1] == pytest.approx(0.011, abs=0.002)
+
+    held, ticks, success = _take_over_when(lambda env: lid_angle(env.world) > 0.4, hold_it_off_centre)
+    assert held == "bar" and success
+    assert np.argmax(ticks[:, 0] > 1.6) < 40
+
+
 def _expert_with_lid_set(when, angle):
     """The plain expert (seed 1); the first tick `when(env, lid)` holds, the lid is set to `angle` (a bar
     that left the fingers, a lid that fell back): per tick (lid angle, cup in the pot), and success."""
