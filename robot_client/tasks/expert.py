@@ -8,6 +8,7 @@ expert doubles as the sim's teleop device for demo collection.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 from scipy.spatial.transform import Rotation
@@ -69,6 +70,7 @@ class Move:
     rot_tol: float = 0.03  # rad
     timeout_s: float = 8.0
     via: bool = False  # a waypoint passed through at full `speed` (no slowing down on the way in)
+    abandon_if: Callable[[], bool] | None = None  # checked every tick: True ends the move where it is
 
 
 @dataclass
@@ -169,6 +171,10 @@ class ScriptedExpert:
             if seg.via and self._within_tolerance(seg):
                 # Passed through: steer at the next segment this same tick (a full-speed step at a
                 # waypoint already reached would point wherever the last millimetres of error do).
+                self._next_segment()
+                return self.step()
+            if seg.abandon_if is not None and seg.abandon_if():
+                self._goal = self.ik.kin.pose_matrix(self.robot.get_joint_positions().numpy().astype(float))
                 self._next_segment()
                 return self.step()
             action, pos_err, rot_err = self._action_towards_goal(seg.speed, seg.via)

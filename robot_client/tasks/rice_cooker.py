@@ -271,9 +271,10 @@ def _open_lid(env, cooker, holding_bar: bool = False):
         yield Gripper("grasp", BAR_WIDTH, epsilon=0.01)  # holding: re-asserted, as the takeover's command starts open
         slipped = False
         for angle in np.linspace(start, PULL_TO, 10)[1:]:
+            # Checked every tick: pulling on at a bar that has gone presses the empty hand against the lid.
             yield Move(bar_position(cooker, angle) + grip, BAR_GRIP, speed=0.35, tol=0.012, rot_tol=0.1,
-                       via=angle < OPEN_ANGLE)
-            if lid_angle(world) < STAYS_OPEN_ANGLE and held_object(env) != "bar":
+                       via=angle < OPEN_ANGLE, abandon_if=lambda: _bar_lost(env))
+            if _bar_lost(env):
                 slipped = True
                 break
         yield Gripper("goto", 0.05)
@@ -283,6 +284,11 @@ def _open_lid(env, cooker, holding_bar: bool = False):
         else:  # leave upward, along the lid plane: moving toward the robot would push the lid shut
             yield Move(bar_position(cooker, PULL_TO) + ABOVE, BAR_GRIP, speed=0.3, tol=0.01)
         holding_bar = False
+
+
+def _bar_lost(env) -> bool:
+    """Mid-pull, the bar is no longer in the fingers (past STAYS_OPEN_ANGLE the lid holds itself open)."""
+    return lid_angle(env.world) < STAYS_OPEN_ANGLE and held_object(env) != "bar"
 
 
 def _cup_into_pot(env, cooker, first_grasp_offset, approach_offset, holding_cup: bool = False,

@@ -241,6 +241,36 @@ def test_a_taking_over_expert_pulls_the_bar_where_the_fingers_hold_it():
     assert np.argmax(ticks[:, 0] > 1.6) < 40
 
 
+def test_an_expert_move_is_abandoned_the_tick_its_check_says_so_and_the_arm_stays_there():
+    """`Move.abandon_if` is asked every tick; once it says so the move ends where the arm is, and the next
+    segment holds that pose instead of pulling on toward the abandoned target (a bar that left the fingers
+    would otherwise have the empty hand pressed against the lid until the move timed out)."""
+    import itertools
+
+    from robot_client.tasks.expert import Hold, Move, ScriptedExpert, topdown
+    from robot_client.tasks.rice_cooker import tcp_position
+
+    with SimEnv("rice_cooker", seed=1, camera_names=()) as env:
+        asked = itertools.count()
+        start = tcp_position(env.world).copy()
+        plan = iter([Move(start + np.array([0.0, 0.0, -0.2]), topdown(0.0), speed=0.2,
+                          abandon_if=lambda: next(asked) >= 6), Hold(1.0)])
+        expert, dt = ScriptedExpert(env, plan), 1.0 / env.task.control_hz
+        ticks = 0
+        while not isinstance(expert.segment, Hold):
+            expert.step()
+            env.clock.sleep(dt)
+            ticks += 1
+        assert ticks == 7  # six ticks of the move; on the seventh the check says so
+        left_at = tcp_position(env.world).copy()
+        assert start[2] - left_at[2] > 0.03  # it had moved down
+        for _ in range(10):
+            expert.step()
+            env.clock.sleep(dt)
+        # and stays (about 7 mm of settling), where carrying on would have gone down another 10 cm
+        assert np.linalg.norm(tcp_position(env.world) - left_at) < 0.015
+
+
 def _expert_with_lid_set(when, angle):
     """The plain expert (seed 1); the first tick `when(env, lid)` holds, the lid is set to `angle` (a bar
     that left the fingers, a lid that fell back): per tick (lid angle, cup in the pot), and success."""
