@@ -252,15 +252,15 @@ def _open_lid(env, cooker, holding_bar: bool = False):
     for attempt in range(LID_ATTEMPTS):
         if attempt and lid_angle(world) >= OPENED_ANGLE:
             return
-        start = lid_angle(world) if holding_bar else 0.0
-        # Where along the bar the fingers hold it: a policy's grasp is up to 1 cm off its centre. Aiming at the
-        # centre would slide the bar through the fingers (friction 1.5), pressing the hand against the lid
-        # until each move timed out. Across the bar the aim stays at its centre: a policy holds it a few mm
-        # toward the fingertips, and pulling from there slips it out where the arc turns (about 1.3 rad).
         grip = np.zeros(3)
         if holding_bar:
+            start = lid_angle(world)
+            # Where along the bar the fingers hold it: a policy's grasp is up to 1 cm off its centre. Aiming at
+            # the centre would slide the bar through the fingers (friction 1.5), pressing the hand against the
+            # lid until each move timed out. Across the bar the aim stays at its centre: a policy holds it a few
+            # mm toward the fingertips, and pulling from there slips it out where the arc turns (about 1.3 rad).
             grip[1] = (tcp_position(world) - bar_position(cooker, start))[1]
-        if not holding_bar:
+        else:
             yield Gripper("goto", 0.05)
             angle = lid_angle(world)
             start = angle if angle > CLOSED_ANGLE else 0.0
