@@ -44,10 +44,10 @@ def cut_at(episode, lid: np.ndarray, max_pull_ticks: int, after_release: int) ->
     return min(episode.num_steps, pulled + int(opened[0]) + after_release)
 
 
-def copy_cut(src: Path, dst: Path, n: int) -> None:
-    """`src`'s first n steps as an episode of its own: steps, videos (read back up to num_steps), raw
+def copy_cut(episode, dst: Path, n: int) -> None:
+    """The episode's first n steps as an episode of its own: steps, videos (read back up to num_steps), raw
     frames, object state; the meta says where it was cut from."""
-    meta = json.loads((src / META_FILE).read_text())
+    src, meta = Path(episode.path), dict(episode.meta)
     dst.mkdir(parents=True)
     record = schema_dtype(meta["schema"]).itemsize
     with open(src / STEPS_FILE, "rb") as f:
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{trial}: left out (the pull did not pass {PULLED} rad within {args.max_pull_ticks} ticks)")
             continue
         dst = args.out / f"{trial.parent.name}_{trial.name}"
-        copy_cut(trial, dst, n)
+        copy_cut(episode, dst, n)
         labelled = int(episode.steps["intervention"][:n].sum())
         print(f"{trial}: {n} of {episode.num_steps} steps kept, {labelled} of them the expert's -> {dst}")
         kept += 1

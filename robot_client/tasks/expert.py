@@ -157,9 +157,12 @@ class ScriptedExpert:
     def start(self) -> None:
         if not self.robot.is_running_policy():
             self.robot.start_cartesian_impedance()
-        q = self.robot.get_joint_positions().numpy()
-        self._goal = self.ik.kin.pose_matrix(q)
+        self._hold_where_it_is()
         self._next_segment()
+
+    def _hold_where_it_is(self) -> None:
+        """The goal between moves (what Gripper and Hold segments keep the arm at): the arm's pose now."""
+        self._goal = self.ik.kin.pose_matrix(self.robot.get_joint_positions().numpy())
 
     def step(self) -> DroidAction:
         """One control tick: command arm and gripper (non-blocking) and return the DROID action."""
@@ -174,7 +177,7 @@ class ScriptedExpert:
                 self._next_segment()
                 return self.step()
             if seg.abandon_if is not None and seg.abandon_if():
-                self._goal = self.ik.kin.pose_matrix(self.robot.get_joint_positions().numpy().astype(float))
+                self._hold_where_it_is()
                 self._next_segment()
                 return self.step()
             action, pos_err, rot_err = self._action_towards_goal(seg.speed, seg.via)

@@ -130,6 +130,16 @@ def _expert_until(env, condition) -> None:
         env.clock.sleep(dt)
 
 
+def _set_lid(world, angle: float) -> None:
+    """Put the lid at `angle`, at rest (what a policy left, or a bar that left the fingers)."""
+    import mujoco
+
+    with world.lock:
+        world.data.qpos[world.model.joint("lid_hinge").qposadr[0]] = angle
+        world.data.qvel[world.model.joint("lid_hinge").dofadr[0]] = 0.0
+        mujoco.mj_forward(world.model, world.data)
+
+
 def _take_over_when(condition, before=None):
     """The plain expert (seed 1) until `condition(env)` (then `before(env)`, what a policy did), then an
     expert resuming from that scene, as `--takeover expert` does: what it found held, and per tick (lid
@@ -198,15 +208,10 @@ def test_a_taking_over_expert_closes_a_lid_part_way_down_after_the_cup_from_wher
     """The cup is in, the open hand above the pot and the lid part way down, as a policy's close leaves it:
     the expert closes the lid from there. Opening it again first, as a lid part way before the cup needs,
     would label the policy's close with "open"."""
-    import mujoco
-
     from robot_client.tasks.rice_cooker import OPEN_HAND_WIDTH, cooker_position, cup_in_cavity, tcp_position
 
     def lid_part_way(env):
-        world = env.world
-        world.data.qpos[world.model.joint("lid_hinge").qposadr[0]] = 1.35
-        world.data.qvel[world.model.joint("lid_hinge").dofadr[0]] = 0.0
-        mujoco.mj_forward(world.model, world.data)
+        _set_lid(env.world, 1.35)
 
     def let_go_above_the_pot(env):
         return (cup_in_cavity(env.world) and env.gripper.get_state().width > OPEN_HAND_WIDTH
@@ -274,8 +279,6 @@ def test_an_expert_move_is_abandoned_the_tick_its_check_says_so_and_the_arm_stay
 def _expert_with_lid_set(when, angle):
     """The plain expert (seed 1); the first tick `when(env, lid)` holds, the lid is set to `angle` (a bar
     that left the fingers, a lid that fell back): per tick (lid angle, cup in the pot), and success."""
-    import mujoco
-
     from robot_client.tasks.rice_cooker import cup_in_cavity, lid_angle
 
     with SimEnv("rice_cooker", seed=1, camera_names=()) as env:
@@ -284,10 +287,7 @@ def _expert_with_lid_set(when, angle):
         def on_step(*_):
             lid = lid_angle(world)
             if not done and when(env, lid):
-                with world.lock:
-                    world.data.qpos[world.model.joint("lid_hinge").qposadr[0]] = angle
-                    world.data.qvel[world.model.joint("lid_hinge").dofadr[0]] = 0.0
-                    mujoco.mj_forward(world.model, world.data)
+                _set_lid(world, angle)
                 done.append(len(ticks))
             ticks.append((lid_angle(world), cup_in_cavity(world)))
 
@@ -318,7 +318,7 @@ def test_the_expert_pulls_again_a_lid_that_ended_short_of_the_stop():
     from robot_client.tasks.rice_cooker import OPEN_HAND_WIDTH
 
     def letting_go_at_the_stop(env, lid):
-        return lid > 1.6 and env.gripper.get_state().width > 0.04 and env.gripper.get_state().width < OPEN_HAND_WIDTH
+        return lid > 1.6 and 0.04 < env.gripper.get_state().width < OPEN_HAND_WIDTH
 
     ticks, set_at, success = _expert_with_lid_set(letting_go_at_the_stop, 1.35)
     assert _opened_again_before_the_cup(ticks, set_at) and success
