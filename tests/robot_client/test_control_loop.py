@@ -176,18 +176,29 @@ def test_operator_takeover_replaces_the_policy_and_tags_the_steps(env):
     assert result.stats["intervention_ticks"] == 10
 
 
+def run_still_policy_with_takeover(env, takeover, max_steps):
+    """A policy that holds still under `takeover` until success or `max_steps`: (result, records, the
+    task's stage after each step)."""
+    takeover.start_trial(env)
+    records, stages = [], []
+    loop = make_loop(env, ScriptedPolicy(action=np.zeros(7)), max_steps=max_steps)
+    loop.takeover, loop.success_check = takeover, env.check_success
+
+    def on_step(record, frames):
+        records.append(record)
+        stages.append(env.success.stage)
+
+    loop.on_step = on_step
+    return loop.run(), records, stages
+
+
 def test_expert_takeover_finishes_a_stalled_trial_and_tags_its_steps(env):
     """Sim DAgger: the policy holds still, so after `stall_s` with no progress the scripted expert takes
     the arm, plans from the scene as it is, and completes the task; only its steps are tagged."""
     from robot_client.teleop import ExpertTakeover
 
     takeover = ExpertTakeover(stall_s=1.0)
-    takeover.start_trial(env)
-    records = []
-    loop = make_loop(env, ScriptedPolicy(action=np.zeros(7)), max_steps=900)
-    loop.takeover, loop.success_check = takeover, env.check_success
-    loop.on_step = lambda record, frames: records.append(record)
-    result = loop.run()
+    result, records, _ = run_still_policy_with_takeover(env, takeover, max_steps=900)
     tagged = np.array([r.intervention for r in records])
     first = int(np.argmax(tagged))
     assert result.success and result.reason == "success"
@@ -224,17 +235,7 @@ def test_an_expert_lead_sets_the_scene_untagged_then_the_policy_drives_until_it_
     from robot_client.teleop import ExpertTakeover
 
     takeover = ExpertTakeover(stall_s=1.0, lead_until="lid opened")
-    takeover.start_trial(env)
-    records, stages = [], []
-    loop = make_loop(env, ScriptedPolicy(action=np.zeros(7)), max_steps=400)
-    loop.takeover, loop.success_check = takeover, env.check_success
-
-    def on_step(record, frames):
-        records.append(record)
-        stages.append(env.success.stage)
-
-    loop.on_step = on_step
-    loop.run()
+    _, records, stages = run_still_policy_with_takeover(env, takeover, max_steps=400)
     handed = stages.index(1)  # the tick the lid counted as opened
     assert not any(r.intervention for r in records[:handed + 1])
     assert all(r.chunk_id == -1 for r in records[:handed])  # the expert, not the policy's chunks, drove
@@ -256,17 +257,7 @@ def test_expert_takeover_with_hand_back_returns_the_arm_after_each_stage(env):
     from robot_client.teleop import ExpertTakeover
 
     takeover = ExpertTakeover(stall_s=1.0, hand_back=True)
-    takeover.start_trial(env)
-    records, stages = [], []
-    loop = make_loop(env, ScriptedPolicy(action=np.zeros(7)), max_steps=1400)
-    loop.takeover, loop.success_check = takeover, env.check_success
-
-    def on_step(record, frames):
-        records.append(record)
-        stages.append(env.success.stage)
-
-    loop.on_step = on_step
-    result = loop.run()
+    result, records, stages = run_still_policy_with_takeover(env, takeover, max_steps=1400)
     assert result.success
     takeovers = takeover.takeovers
     reasons = [t["reason"] for t in takeovers]
