@@ -139,9 +139,10 @@ class ChunkExecutor:
             since_switch = int(np.floor((t - self._switch_time) / self.dt + 0.5))
             j = self.index_at(self.previous, t)
             if 0 <= since_switch < self.blend_steps and 0 <= j < len(self.previous.actions):
-                # Linear cross-fade from the old plan into the new one over blend_steps ticks.
+                # Linear cross-fade of the arm motion from the old plan into the new one over blend_steps
+                # ticks; the gripper is the new chunk's (a fade between open and closed half-opens a grip).
                 w = (since_switch + 1) / (self.blend_steps + 1)
-                action = (1 - w) * np.asarray(self.previous.actions[j], dtype=float) + w * action
+                action[:-1] = (1 - w) * np.asarray(self.previous.actions[j][:-1], dtype=float) + w * action[:-1]
                 blended = True
         plans = [np.asarray(c.actions[j], dtype=float) for c in self._older
                  if c.first_index <= (j := self.index_at(c, t)) < len(c.actions)]

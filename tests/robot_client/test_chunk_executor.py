@@ -43,14 +43,16 @@ def test_new_chunk_replaces_old_from_its_schedule():
     assert s.chunk.request_id == 2 and s.index == 1 and s.action[0] == 101
 
 
-def test_blend_cross_fades_old_into_new():
+def test_blend_cross_fades_the_arm_motion_old_into_new_and_keeps_the_new_gripper():
     ex = ChunkExecutor(DT, execute_k=8, blend_steps=2)
-    ex.add_chunk(chunk(0.0, value=0, rid=1), now=0.0)
-    ex.add_chunk(chunk(4 * DT, value=100, rid=2), now=4 * DT)
+    ex.add_chunk(chunk(0.0, value=0, rid=1), now=0.0)  # gripper open (0)
+    closing = chunk(4 * DT, value=100, rid=2)
+    closing.actions[:, 6] = 1.0
+    ex.add_chunk(closing, now=4 * DT)
     s0 = ex.action_at(4 * DT)  # old index 4 (x=4), new index 0 (x=100); weight 1/3 on new
-    assert s0.blended and np.isclose(s0.action[0], 4 + (100 - 4) / 3)
+    assert s0.blended and np.isclose(s0.action[0], 4 + (100 - 4) / 3) and s0.action[6] == 1.0
     s1 = ex.action_at(5 * DT)
-    assert s1.blended and np.isclose(s1.action[0], 5 + 2 * (101 - 5) / 3)
+    assert s1.blended and np.isclose(s1.action[0], 5 + 2 * (101 - 5) / 3) and s1.action[6] == 1.0
     s2 = ex.action_at(6 * DT)
     assert not s2.blended and s2.action[0] == 102
 
