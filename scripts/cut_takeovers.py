@@ -21,7 +21,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from robot_client.sim.object_log import OBJECT_STATE_FILE  # noqa: E402
+from robot_client.sim.object_log import OBJECT_STATE_FILE, load_object_state  # noqa: E402
 from uwm_robot.episode import META_FILE, STEPS_FILE, is_episode_dir, load_episode, schema_dtype  # noqa: E402
 
 PULLED = 1.6  # rad: past 1.55 the lid rests on its stop once let go
@@ -44,9 +44,9 @@ def cut_at(episode, lid: np.ndarray, max_pull_ticks: int, after_release: int) ->
     return min(episode.num_steps, pulled + int(opened[0]) + after_release)
 
 
-def copy_cut(episode, dst: Path, n: int) -> None:
+def copy_cut(episode, objects: dict[str, np.ndarray], dst: Path, n: int) -> None:
     """The episode's first n steps as an episode of its own: steps, videos (read back up to num_steps), raw
-    frames, object state; the meta says where it was cut from."""
+    frames, its object state `objects`; the meta says where it was cut from."""
     src, meta = Path(episode.path), dict(episode.meta)
     dst.mkdir(parents=True)
     record = schema_dtype(meta["schema"]).itemsize
@@ -60,8 +60,7 @@ def copy_cut(episode, dst: Path, n: int) -> None:
             raw = dst / "raw" / f"{cam}.rgb"
             with open(raw, "r+b") as f:
                 f.truncate(n * int(c["height"]) * int(c["width"]) * 3)
-    state = np.load(src / OBJECT_STATE_FILE)
-    np.savez(dst / OBJECT_STATE_FILE, **{k: state[k][:n] for k in state.files})
+    np.savez_compressed(dst / OBJECT_STATE_FILE, **{k: v[:n] for k, v in objects.items()})
     meta.update(num_steps=n, cut_from={"path": str(src), "num_steps": meta.get("num_steps")})
     (dst / META_FILE).write_text(json.dumps(meta, indent=1))
 
@@ -80,13 +79,13 @@ def main(argv: list[str] | None = None) -> int:
         reason = (meta.get("expert_takeover") or {}).get("reason") or ""
         if args.reason not in reason or not (meta.get("outcome") or {}).get("success"):
             continue
-        episode = load_episode(trial, load_chunks=False)
-        n = cut_at(episode, np.load(trial / OBJECT_STATE_FILE)["lid_hinge"], args.max_pull_ticks, args.after_release)
+        episode, objects = load_episode(trial, load_chunks=False), load_object_state(trial)
+        n = cut_at(episode, objects["lid_hinge"], args.max_pull_ticks, args.after_release)
         if n is None:
             print(f"{trial}: left out (the pull did not pass {PULLED} rad within {args.max_pull_ticks} ticks)")
             continue
         dst = args.out / f"{trial.parent.name}_{trial.name}"
-        copy_cut(episode, dst, n)
+        copy_cut(episode, objects, dst, n)
         labelled = int(episode.steps["intervention"][:n].sum())
         print(f"{trial}: {n} of {episode.num_steps} steps kept, {labelled} of them the expert's -> {dst}")
         kept += 1
