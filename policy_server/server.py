@@ -339,11 +339,11 @@ class PolicyService:
         )
 
     def _infer(self, request: Any, received: int) -> Message:
-        # The prefix and guide stay with their request through batching (infer_batch inpaints and
-        # selects per request).
+        # The prefix, guide and noise scale stay with their request through batching (infer_batch
+        # inpaints, samples and selects per request).
         return self._actions(request, *self._run("policy", request, received, prefix=request.prefix,
                                                  prefix_mask=request.prefix_mask, guide=request.guide,
-                                                 guide_mask=request.guide_mask))
+                                                 guide_mask=request.guide_mask, noise_scale=request.noise_scale))
 
     def _inverse(self, request: Any, received: int) -> Message:
         return self._actions(request, *self._run("inverse", request, received, goal_images=_batched(request.goal_images)))

@@ -21,6 +21,7 @@ from robot_client.chunk_executor import Chunk, ChunkExecutor
 from robot_client.inference_worker import InferenceWorker
 from robot_client.observation import ObservationHistory
 from robot_client.safety import EStop
+from robot_client.stall import StallDetector
 from robot_client.watchdog import ControllerWatchdog
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,11 @@ class LoopConfig:
     ensemble_chunks: int = 1  # average each tick's arm motion over the plans of this many latest chunks
     inpaint: bool = False  # ask for chunks inpainted on the current chunk's still-pending actions
     coherent: bool = False  # send the current chunk's plan as a guide: a sampling server returns the sample nearest it
+    # A request made while the hand has stayed within stall_radius_m for stall_window_s asks for this noise
+    # scale instead of the server's (robot_client.stall; None = off).
+    stall_noise_scale: float | None = None
+    stall_window_s: float = 3.0
+    stall_radius_m: float = 0.03
     max_steps: int = 900
     request_margin_ticks: int = 1  # ask this many ticks earlier than the latency estimate says
     initial_latency_s: float = 0.3  # latency guess before the first measurement
@@ -58,6 +64,14 @@ class LoopConfig:
     gripper_force: float = 20.0  # N
     stop_on_success: bool = True
     seed: int | None = None  # base seed for the policy's noise (request i uses seed + i)
+
+    def __post_init__(self) -> None:
+        if self.stall_noise_scale is not None and not 0.0 <= self.stall_noise_scale <= 1.0:
+            raise ValueError(f"stall_noise_scale must be in [0, 1] (the factor on a chunk's starting noise) or None "
+                             f"(off), got {self.stall_noise_scale}")
+        if self.stall_window_s <= 0 or self.stall_radius_m <= 0:
+            raise ValueError(f"stall_window_s and stall_radius_m must be > 0, got {self.stall_window_s} s and "
+                             f"{self.stall_radius_m} m")
 
     @property
     def dt(self) -> float:
@@ -90,6 +104,7 @@ class LoopStats:
     chunks: int = 0
     overruns: int = 0  # ticks that took more than 1.5 periods
     intervention_ticks: int = 0  # ticks an operator drove (takeover)
+    stalled_requests: int = 0  # chunks asked at LoopConfig.stall_noise_scale (the hand had stalled)
     errors: list[str] = field(default_factory=list)
 
     def summary(self, dt: float) -> dict:
@@ -109,6 +124,7 @@ class LoopStats:
             "chunks": self.chunks,
             "overruns": self.overruns,
             "intervention_ticks": self.intervention_ticks,
+            "stalled_requests": self.stalled_requests,
             "queue_depth_min": int(min(self.queue_depth[1:] or [0])),
             "errors": list(self.errors),
         }
@@ -174,6 +190,7 @@ class ControlLoop:
         dt = cfg.dt
         executor = ChunkExecutor(dt, cfg.execute_k, cfg.blend_steps, cfg.ensemble_chunks)
         worker = InferenceWorker(self.policy, cfg.sim_latency_s)
+        stall = StallDetector(cfg.stall_window_s, cfg.stall_radius_m) if cfg.stall_noise_scale is not None else None
         self.history.reset()
         self.watchdog.start()
         gripper_cmd: float | None = None
@@ -192,6 +209,8 @@ class ControlLoop:
                 q = np.asarray(self.robot.get_joint_positions(), dtype=float)
                 ee_pos, ee_quat = (np.asarray(x, dtype=float) for x in self.robot.get_ee_pose())
                 g_state = self.gripper.get_state()
+                if stall is not None:
+                    stall.push(t, ee_pos)
                 frames = {name: cam.read() for name, cam in self.cameras.items()}
                 self.history.push(frames, t, {"q": q, "ee_pos": ee_pos, "ee_quat": ee_quat,
                                               "gripper_width": float(g_state.width)})
@@ -217,7 +236,10 @@ class ControlLoop:
                     prefix = executor.prefix_for(obs.t, self._lead_ticks()) if cfg.inpaint else None
                     # Backward coherence: the sample that carries on the current plan (with --samples N).
                     guide = executor.plan_for(obs.t) if cfg.coherent else None
-                    worker.submit(obs, t, seed=seed, prefix=prefix, guide=guide)
+                    noise_scale = cfg.stall_noise_scale if stall is not None and stall.stalled() else None
+                    if noise_scale is not None:
+                        self.stats.stalled_requests += 1
+                    worker.submit(obs, t, seed=seed, prefix=prefix, guide=guide, noise_scale=noise_scale)
 
                 scheduled = executor.action_at(t)
                 self.stats.queue_depth.append(executor.remaining(t))

@@ -7,8 +7,9 @@ means nothing there; a chunk is instead delivered `sim_latency_s` of sim time af
 deterministic while still exercising the asynchronous schedule.
 
 A request may carry an inpainting prefix and a coherence guide (raw actions + mask each, see
-`chunk_executor.pending_prefix`); the policy is then asked with `prefix=`/`prefix_mask=` and
-`guide=`/`guide_mask=`, and the chunk's meta says how many rows were fixed and compared.
+`chunk_executor.pending_prefix`) and its own noise scale; the policy is then asked with
+`prefix=`/`prefix_mask=`, `guide=`/`guide_mask=` and `noise_scale=`, and the chunk's meta says how
+many rows were fixed and compared, and the noise scale asked for (None: the server's).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ class _Job:
     seed: int | None
     prefix: tuple[np.ndarray, np.ndarray] | None = None
     guide: tuple[np.ndarray, np.ndarray] | None = None
+    noise_scale: float | None = None
     wall_start: float = 0.0
     wall_end: float = 0.0
     chunk: Chunk | None = None
@@ -58,14 +60,15 @@ class InferenceWorker:
 
     def submit(self, obs: Observation, t_request: float, seed: int | None = None,
                prefix: tuple[np.ndarray, np.ndarray] | None = None,
-               guide: tuple[np.ndarray, np.ndarray] | None = None) -> int:
+               guide: tuple[np.ndarray, np.ndarray] | None = None, noise_scale: float | None = None) -> int:
         """Start a request; `prefix` = (raw actions (L, D), bool mask (L,)) to inpaint, `guide` the
-        same to select the sample nearest it; either may be None."""
+        same to select the sample nearest it, `noise_scale` this request's sampling temperature; each
+        may be None."""
         if self.busy:
             raise RuntimeError("a request is already in flight")
         self._next_id += 1
         self._done.clear()
-        self._job = _Job(obs, t_request, self._next_id, seed, prefix, guide)
+        self._job = _Job(obs, t_request, self._next_id, seed, prefix, guide, noise_scale)
         self._wake.set()
         return self._next_id
 
@@ -78,15 +81,18 @@ class InferenceWorker:
             job = self._job
             job.wall_start = time.perf_counter()
             try:
-                # Neither: the plain call, so policies without inpainting or guides keep working.
+                # None of them: the plain call, so policies without these options keep working.
                 kw = {}
                 if job.prefix is not None:
                     kw.update(prefix=job.prefix[0], prefix_mask=job.prefix[1])
                 if job.guide is not None:
                     kw.update(guide=job.guide[0], guide_mask=job.guide[1])
+                if job.noise_scale is not None:
+                    kw.update(noise_scale=job.noise_scale)
                 reply = self.policy.infer(job.obs, seed=job.seed, **kw)
                 meta = {"timings": reply.timings, "inpainted_rows": 0 if job.prefix is None else int(job.prefix[1].sum()),
-                        "guided_rows": 0 if job.guide is None else int(job.guide[1].sum())}
+                        "guided_rows": 0 if job.guide is None else int(job.guide[1].sum()),
+                        "noise_scale": job.noise_scale}
                 job.chunk = Chunk(reply.actions, job.obs.t, reply.raw, job.request_id, meta=meta)
             except BaseException as e:  # delivered to the loop, which holds the arm
                 job.error = e

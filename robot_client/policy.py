@@ -1,6 +1,6 @@
 """The client-side policy interface the control loop talks to.
 
-`hello() -> metadata` and `infer(observation, seed, prefix, guide) -> PolicyReply`. `RemotePolicy`
+`hello() -> metadata` and `infer(observation, seed, prefix, guide, noise_scale) -> PolicyReply`. `RemotePolicy`
 speaks to a policy server over zerorpc (through `uwm_robot.client`); anything with the same two
 methods (an in-process model in tests) can stand in.
 """
@@ -25,11 +25,11 @@ class PolicyReply:
 class Policy(Protocol):
     def hello(self) -> dict: ...
 
-    # prefix/prefix_mask (inpainting) and guide/guide_mask (backward coherence) are passed only
-    # when used; a policy without them still works.
+    # prefix/prefix_mask (inpainting), guide/guide_mask (backward coherence) and noise_scale (this
+    # request's sampling temperature) are passed only when used; a policy without them still works.
     def infer(self, obs: Observation, seed: int | None = None, prefix: np.ndarray | None = None,
               prefix_mask: np.ndarray | None = None, guide: np.ndarray | None = None,
-              guide_mask: np.ndarray | None = None) -> PolicyReply: ...
+              guide_mask: np.ndarray | None = None, noise_scale: float | None = None) -> PolicyReply: ...
 
 
 class RemotePolicy:
@@ -46,7 +46,8 @@ class RemotePolicy:
 
     def infer(self, obs: Observation, seed: int | None = None, prefix: np.ndarray | None = None,
               prefix_mask: np.ndarray | None = None, guide: np.ndarray | None = None,
-              guide_mask: np.ndarray | None = None) -> PolicyReply:
+              guide_mask: np.ndarray | None = None, noise_scale: float | None = None) -> PolicyReply:
         reply = self.client.infer(obs.images, timestamps=obs.capture_ts, state=obs.state or None, seed=seed,
-                                  prefix=prefix, prefix_mask=prefix_mask, guide=guide, guide_mask=guide_mask)
+                                  prefix=prefix, prefix_mask=prefix_mask, guide=guide, guide_mask=guide_mask,
+                                  noise_scale=noise_scale)
         return PolicyReply(np.asarray(reply["actions"]), reply.get("raw"), dict(reply.get("timings", {})))

@@ -376,6 +376,7 @@ class PolicyClient:
         prefix_mask: Any = None,
         guide: Any = None,
         guide_mask: Any = None,
+        noise_scale: float | None = None,
     ) -> dict[str, Any]:
         """One action chunk for the observation `images` (camera -> uint8 (n_obs, H, W, 3)).
 
@@ -383,6 +384,7 @@ class PolicyClient:
         `prefix_mask` (L,): the server inpaints those rows, and the reply's masked `raw` rows equal them.
         `guide`/`guide_mask`, the same layout: a server drawing several samples per request returns
         the one nearest the guide on the masked rows (backward coherence) instead of their medoid.
+        `noise_scale` in [0, 1]: this request's factor on the starting noise (None: the server's).
 
         Returns `{"actions": (L, 7) float32 DROID, "raw": (L, 10) normalised, "request_id",
         "obs_timestamp_ns" (newest capture time sent), "seed", "timings" (ms), "server_timing"}`.
@@ -393,6 +395,8 @@ class PolicyClient:
             if values is not None or flags is not None:
                 extra[rows] = None if values is None else np.asarray(values, np.float32)
                 extra[mask] = None if flags is None else np.asarray(flags, bool)
+        if noise_scale is not None:
+            extra["noise_scale"] = noise_scale
         req = self._observation(InferRequest, images, timestamps, state, seed, request_id, **extra)
         reply, rec = self._call("infer", req, ActionChunkReply, timeout)
         return self._actions(reply, rec)

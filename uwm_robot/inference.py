@@ -168,21 +168,27 @@ class UWMPolicy:
 
     # ---- the modes ----------------------------------------------------------------------------
     def infer(self, images: Images, seed: int | None = None, prefix: Any = None, prefix_mask: Any = None,
-              guide: Any = None, guide_mask: Any = None) -> dict[str, Any]:
+              guide: Any = None, guide_mask: Any = None, noise_scale: float | None = None) -> dict[str, Any]:
         """p(a | o): `{"actions": (B, L, 7) float32 DROID, "raw": (B, L, 10) float32 normalised, "seed"}`.
 
         `prefix` (L, 10) normalised model actions with a bool `prefix_mask` (L,): inpaint those
         rows (real-time chunking; see `uwm_robot.sampling`): the result's masked `raw` rows equal them.
         `guide` (L, 10) with `guide_mask` (L,): with `samples` > 1, the candidate nearest the guide
         on the masked rows is returned instead of the medoid (ignored with one sample).
+        `noise_scale` in [0, 1]: this request's factor on the starting noise (None: the session's).
         """
-        request = self._request(images, seed, prefix, prefix_mask)
+        request = self._request(images, seed, prefix, prefix_mask, noise_scale)
         return self._result(self._consensus(self.sampler.policy(*request), guide, guide_mask), request[1])
 
-    def _request(self, images: Images, seed: int | None, prefix: Any = None, prefix_mask: Any = None) -> tuple:
+    def _request(self, images: Images, seed: int | None, prefix: Any = None, prefix_mask: Any = None,
+                 noise_scale: float | None = None) -> tuple:
         """The sampler's arguments for one request: (model inputs, seed, prefix, mask, samples, noise scale).
         One pass draws all `samples` candidates of each batch row (row-major, from one encoding of the row)."""
-        return self._obs(images), self._seed(seed), prefix, prefix_mask, self.samples, self.noise_scale
+        if noise_scale is None:
+            noise_scale = self.noise_scale
+        elif not 0.0 <= noise_scale <= 1.0:
+            raise ValueError(f"noise_scale must be in [0, 1] (the factor on the chunk's starting noise), got {noise_scale}")
+        return self._obs(images), self._seed(seed), prefix, prefix_mask, self.samples, float(noise_scale)
 
     def _consensus(self, raw: torch.Tensor, guide: Any = None, guide_mask: Any = None) -> torch.Tensor:
         """(B * samples, L, D) candidates -> (B, L, D), one candidate per request, never an average
@@ -204,13 +210,14 @@ class UWMPolicy:
         return cands[torch.arange(cands.shape[0]), score.argmin(-1)]
 
     def infer_batch(self, requests: Sequence[Mapping[str, Any] | tuple]) -> list[dict[str, Any]]:
-        """Requests `{"images", "seed", "prefix", "prefix_mask", "guide", "guide_mask"}` (or
+        """Requests `{"images", "seed", "prefix", "prefix_mask", "guide", "guide_mask", "noise_scale"}` (or
         `(images, seed)`; only images required) stacked along B in one pass.
 
         Result i is `infer(**requests[i])` up to float rounding (each request keeps its own noise
         generator, encoding, condition projection and prefix; only the DiT trunk is shared).
         """
-        reqs = [self._request(r["images"], r.get("seed"), r.get("prefix"), r.get("prefix_mask")) if isinstance(r, Mapping)
+        reqs = [self._request(r["images"], r.get("seed"), r.get("prefix"), r.get("prefix_mask"), r.get("noise_scale"))
+                if isinstance(r, Mapping)
                 else self._request(*r) for r in requests]
         guides = [(r.get("guide"), r.get("guide_mask")) if isinstance(r, Mapping) else (None, None) for r in requests]
         outs = self.sampler.policy_batch(reqs)

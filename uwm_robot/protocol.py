@@ -346,12 +346,16 @@ class InferRequest(Request):
     # masked rows; a server drawing several samples returns the one nearest it instead of their medoid.
     guide: Any = None
     guide_mask: Any = None
+    # Optional (infer only): this request's factor in [0, 1] on the starting action noise, in place of the
+    # server's --noise-scale (a client raises it while the arm is stalled); left off the wire when None.
+    noise_scale: float | None = None
 
     TAKES_ACTION_ROWS: ClassVar[bool] = True
     # (rows, mask, what a True mask entry means) of the optional action-row fields
     _ROW_FIELDS: ClassVar[tuple[tuple[str, str, str], ...]] = (("prefix", "prefix_mask", "fixed"),
                                                                 ("guide", "guide_mask", "compared"))
-    _OPTIONAL: ClassVar[tuple[str, ...]] = tuple(name for rows, mask, _ in _ROW_FIELDS for name in (rows, mask))
+    _OPTIONAL: ClassVar[tuple[str, ...]] = (*(name for rows, mask, _ in _ROW_FIELDS for name in (rows, mask)),
+                                            "noise_scale")
 
     def to_wire(self) -> dict[str, Any]:
         d = super().to_wire()
@@ -369,6 +373,14 @@ class InferRequest(Request):
         check_int(self.seed, "seed", optional=True, lo=0, hi=2**63 - 1)
         check_int(self.sent_ns, "sent_ns", optional=True)
         self._validate_action_rows(None)
+        if self.noise_scale is not None:
+            if not self.TAKES_ACTION_ROWS:
+                raise ProtocolError(f"noise_scale: only 'infer' requests take one, not {self.TYPE!r}", field="noise_scale")
+            value = self.noise_scale
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+                raise ProtocolError(f"noise_scale: expected a number in [0, 1] (the factor on the chunk's starting "
+                                    f"noise), got {value!r}", field="noise_scale")
+            self.noise_scale = float(value)
 
     def _validate_action_rows(self, shape: tuple[int, int] | None) -> None:
         """Each optional row field (prefix, guide): both or neither of it and its mask; float (L, D)

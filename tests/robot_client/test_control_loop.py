@@ -93,6 +93,47 @@ def test_request_i_draws_noise_from_seed_plus_i(env):
     assert len(policy.seeds) >= 4 and policy.seeds == list(range(7, 7 + len(policy.seeds)))
 
 
+class StuckUntilHeatedPolicy(ScriptedPolicy):
+    """Asks for no motion until a request comes at a raised noise scale, then for +x motion: a policy that
+    a higher sampling temperature gets unstuck."""
+
+    def __init__(self):
+        super().__init__(action=np.zeros(7))
+        self.noise_scales = []
+
+    def infer(self, obs, seed=None, noise_scale=None):
+        self.noise_scales.append(noise_scale)
+        if noise_scale is not None:
+            self.action = np.array([0.3, 0, 0, 0, 0, 0, 0.0])
+        return super().infer(obs, seed)
+
+
+def test_a_stalled_hand_asks_for_its_next_chunk_at_the_stall_noise_scale(env):
+    policy = StuckUntilHeatedPolicy()
+    loop = make_loop(env, policy, max_steps=90, execute_k=4, stall_noise_scale=1.0, stall_window_s=3.0)
+    asked_at = []
+    loop.on_chunk = lambda chunk: asked_at.append((chunk.t_obs, chunk.meta["noise_scale"]))
+    start = np.asarray(env.robot.get_ee_pose()[0])
+    result = loop.run()
+    heated = [i for i, s in enumerate(policy.noise_scales) if s is not None]
+    # The requests from 3 s of a still hand on are heated until the hand has moved off (the one asked while
+    # the first heated chunk was in flight too); then the server's scale again.
+    assert heated and heated == list(range(heated[0], heated[-1] + 1)) and len(heated) <= 2
+    assert {policy.noise_scales[i] for i in heated} == {1.0} and result.stats["stalled_requests"] == len(heated)
+    assert heated[-1] < len(policy.noise_scales) - 5
+    t_heated = [t for t, s in asked_at if s is not None]
+    assert t_heated and 3.0 - 1e-6 <= t_heated[0] < 3.0 + 4 / 15 + 1e-6
+    assert all(t < 3.0 for t, s in asked_at if s is None and t < t_heated[0])
+    assert np.asarray(env.robot.get_ee_pose()[0])[0] - start[0] > 0.1  # unstuck: it moved off in +x
+
+
+def test_without_a_stall_noise_scale_a_still_hand_keeps_the_servers_scale(env):
+    policy = StuckUntilHeatedPolicy()
+    result = make_loop(env, policy, max_steps=70, execute_k=4).run()
+    assert len(policy.noise_scales) > 10 and set(policy.noise_scales) == {None}
+    assert result.stats["stalled_requests"] == 0
+
+
 def test_nan_chunks_hold_the_arm(env):
     q0 = np.asarray(env.robot.get_joint_positions())
     result = make_loop(env, ScriptedPolicy(action=[np.nan] * 7)).run()

@@ -207,3 +207,19 @@ def test_noise_scale_shrinks_the_starting_action_noise(policy):
     for bad in (-0.1, 1.5):
         with pytest.raises(ValueError, match=r"--noise-scale must be in \[0, 1\]"):
             UWMPolicy(policy.loaded, noise_scale=bad)
+
+
+def test_a_request_may_ask_for_its_own_noise_scale(policy):
+    """`infer(..., noise_scale=s)` samples as a session at s would, alone or beside other requests in a
+    batch; None keeps the session's scale. The stalled control loop asks this way."""
+    obs = observation(policy, seed=5)
+    session = UWMPolicy(policy.loaded, noise_scale=0.5)
+    at_one = UWMPolicy(policy.loaded, noise_scale=1.0).infer(obs, seed=7)["raw"]
+    np.testing.assert_array_equal(session.infer(obs, seed=7, noise_scale=1.0)["raw"], at_one)
+    np.testing.assert_array_equal(session.infer(obs, seed=7, noise_scale=None)["raw"], session.infer(obs, seed=7)["raw"])
+    assert not np.allclose(session.infer(obs, seed=7)["raw"], at_one, atol=1e-3)
+    mixed = session.infer_batch([{"images": obs, "seed": 7}, {"images": obs, "seed": 7, "noise_scale": 1.0}])
+    np.testing.assert_allclose(mixed[0]["raw"], session.infer(obs, seed=7)["raw"], atol=1e-4)
+    np.testing.assert_allclose(mixed[1]["raw"], at_one, atol=1e-4)
+    with pytest.raises(ValueError, match=r"noise_scale must be in \[0, 1\].*got 2"):
+        session.infer(obs, seed=7, noise_scale=2.0)

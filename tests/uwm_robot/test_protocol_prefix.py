@@ -75,3 +75,15 @@ def test_a_guide_round_trips_beside_a_prefix_and_is_checked_like_one():
         decode(P.InferRequest(images=images(), guide=guide, guide_mask=np.ones(2, bool)))
     with pytest.raises(P.ProtocolError, match=r"only 'infer' requests take a guide, not 'imagine'"):
         decode(P.ImagineRequest(images=images(), guide=guide, guide_mask=mask))
+
+
+def test_a_request_noise_scale_round_trips_and_is_checked():
+    m = decode(P.InferRequest(images=images(), noise_scale=1))
+    assert m.noise_scale == 1.0 and isinstance(m.noise_scale, float)
+    assert "noise_scale" not in P.InferRequest(images=images()).to_wire()  # older servers never see it
+    for bad in (1.5, -0.1, True, "1"):
+        with pytest.raises(P.ProtocolError, match=r"noise_scale: expected a number in \[0, 1\]") as e:
+            decode(P.InferRequest(images=images(), noise_scale=bad))
+        assert e.value.field == "noise_scale"
+    with pytest.raises(P.ProtocolError, match=r"noise_scale: only 'infer' requests take one, not 'imagine'"):
+        decode(P.ImagineRequest(images=images(), noise_scale=0.5))

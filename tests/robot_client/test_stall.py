@@ -1,0 +1,41 @@
+"""StallDetector: a hand that stayed within a radius for a whole window is stalled; anything less is not."""
+
+import numpy as np
+import pytest
+
+from robot_client.control_loop import LoopConfig
+from robot_client.stall import StallDetector
+
+DT = 1 / 15
+
+
+def feed(detector, positions):
+    for i, p in enumerate(positions):
+        detector.push(i * DT, p)
+    return detector.stalled()
+
+
+def test_a_hand_held_within_the_radius_for_the_window_is_stalled():
+    still = [np.array([0.5, 0.0, 0.4]) + 0.005 * np.sin(i) for i in range(46)]  # 45 ticks = 3 s, 1 cm jitter
+    assert feed(StallDetector(3.0, 0.03), still)
+    assert not feed(StallDetector(3.0, 0.03), still[:45])  # 44 ticks: the window is not covered yet
+    assert not feed(StallDetector(3.0, 0.005), still)  # the jitter is past a 5 mm radius
+
+
+def test_motion_anywhere_in_the_window_is_no_stall_and_old_motion_is_forgotten():
+    moving = [np.array([0.3 + 0.004 * i, 0.0, 0.4]) for i in range(46)]  # 4 mm a tick: 18 cm over the window
+    assert not feed(StallDetector(3.0, 0.03), moving)
+    detector = StallDetector(3.0, 0.03)
+    jump = [np.array([0.5, 0.0, 0.4])] * 40 + [np.array([0.5, 0.0, 0.45])] + [np.array([0.5, 0.0, 0.45])] * 45
+    for i, p in enumerate(jump):
+        detector.push(i * DT, p)
+        if i == 80:  # the 5 cm jump (tick 40) is still inside the window
+            assert not detector.stalled()
+    assert detector.stalled()  # 45 ticks since the jump: still again
+
+
+@pytest.mark.parametrize("fields, pattern", [({"stall_noise_scale": 1.5}, r"stall_noise_scale must be in \[0, 1\]"),
+                                             ({"stall_window_s": 0.0}, r"stall_window_s and stall_radius_m must be > 0")])
+def test_bad_stall_settings_are_refused_naming_the_field(fields, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        LoopConfig(**fields)
