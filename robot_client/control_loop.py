@@ -56,6 +56,7 @@ class LoopConfig:
     stall_noise_scale: float | None = None
     stall_window_s: float = 3.0
     stall_radius_m: float = 0.03
+    stall_turn_deg: float | None = None  # ... and turned less than this (None: position alone)
     max_steps: int = 900
     request_margin_ticks: int = 1  # ask this many ticks earlier than the latency estimate says
     initial_latency_s: float = 0.3  # latency guess before the first measurement
@@ -69,6 +70,8 @@ class LoopConfig:
         if self.stall_noise_scale is not None and not 0.0 <= self.stall_noise_scale <= 1.0:
             raise ValueError(f"stall_noise_scale must be in [0, 1] (the factor on a chunk's starting noise) or None "
                              f"(off), got {self.stall_noise_scale}")
+        if self.stall_turn_deg is not None and self.stall_turn_deg <= 0:
+            raise ValueError(f"stall_turn_deg must be > 0 or None (position alone), got {self.stall_turn_deg}")
         if self.stall_window_s <= 0 or self.stall_radius_m <= 0:
             raise ValueError(f"stall_window_s and stall_radius_m must be > 0, got {self.stall_window_s} s and "
                              f"{self.stall_radius_m} m")
@@ -190,7 +193,8 @@ class ControlLoop:
         dt = cfg.dt
         executor = ChunkExecutor(dt, cfg.execute_k, cfg.blend_steps, cfg.ensemble_chunks)
         worker = InferenceWorker(self.policy, cfg.sim_latency_s)
-        stall = StallDetector(cfg.stall_window_s, cfg.stall_radius_m) if cfg.stall_noise_scale is not None else None
+        stall = (StallDetector(cfg.stall_window_s, cfg.stall_radius_m, cfg.stall_turn_deg)
+                 if cfg.stall_noise_scale is not None else None)
         self.history.reset()
         self.watchdog.start()
         gripper_cmd: float | None = None
@@ -210,7 +214,7 @@ class ControlLoop:
                 ee_pos, ee_quat = (np.asarray(x, dtype=float) for x in self.robot.get_ee_pose())
                 g_state = self.gripper.get_state()
                 if stall is not None:
-                    stall.push(t, ee_pos)
+                    stall.push(t, ee_pos, ee_quat)
                 frames = {name: cam.read() for name, cam in self.cameras.items()}
                 self.history.push(frames, t, {"q": q, "ee_pos": ee_pos, "ee_quat": ee_quat,
                                               "gripper_width": float(g_state.width)})

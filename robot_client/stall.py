@@ -13,15 +13,20 @@ import numpy as np
 
 
 class StallDetector:
-    """`push(t, position)` each tick; `stalled()`: the position has stayed within `radius_m` of the
-    newest one over the last `window_s` seconds (a window shorter than that is never a stall)."""
+    """`push(t, position, quat)` each tick; `stalled()`: the position has stayed within `radius_m` of the
+    newest one over the last `window_s` seconds (a window shorter than that is never a stall) and, given
+    `max_turn_deg`, the hand has turned less than that from its newest orientation (a hand turning in
+    place for a grip is not stuck)."""
 
-    def __init__(self, window_s: float, radius_m: float) -> None:
+    def __init__(self, window_s: float, radius_m: float, max_turn_deg: float | None = None) -> None:
         self.window_s, self.radius_m = float(window_s), float(radius_m)
-        self._samples: deque[tuple[float, np.ndarray]] = deque()
+        # |<q1, q2>| >= cos(angle / 2): the same test for xyzw and wxyz quaternions, and for q and -q.
+        self._min_quat_dot = None if max_turn_deg is None else float(np.cos(np.radians(max_turn_deg) / 2))
+        self._samples: deque[tuple[float, np.ndarray, np.ndarray | None]] = deque()
 
-    def push(self, t: float, position) -> None:
-        self._samples.append((float(t), np.asarray(position, dtype=float).copy()))
+    def push(self, t: float, position, quat=None) -> None:
+        quat = None if quat is None else np.asarray(quat, dtype=float) / np.linalg.norm(quat)
+        self._samples.append((float(t), np.asarray(position, dtype=float).copy(), quat))
         # Keep the newest sample at or before the window's start: it decides whether the window is covered.
         while len(self._samples) > 1 and self._samples[1][0] <= t - self.window_s + 1e-9:
             self._samples.popleft()
@@ -29,7 +34,11 @@ class StallDetector:
     def stalled(self) -> bool:
         if not self._samples:
             return False
-        t_new, newest = self._samples[-1]
+        t_new, newest, q_new = self._samples[-1]
         if self._samples[0][0] > t_new - self.window_s + 1e-9:
             return False
-        return all(np.linalg.norm(p - newest) < self.radius_m for _, p in self._samples)
+        if any(np.linalg.norm(p - newest) >= self.radius_m for _, p, _ in self._samples):
+            return False
+        if self._min_quat_dot is None or q_new is None:
+            return True
+        return all(q is None or abs(float(q @ q_new)) >= self._min_quat_dot for _, _, q in self._samples)

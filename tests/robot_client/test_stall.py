@@ -1,7 +1,9 @@
-"""StallDetector: a hand that stayed within a radius for a whole window is stalled; anything less is not."""
+"""StallDetector: a hand that stayed within a radius (and, if asked, a turn) for a whole window is stalled;
+anything less is not."""
 
 import numpy as np
 import pytest
+from scipy.spatial.transform import Rotation
 
 from robot_client.control_loop import LoopConfig
 from robot_client.stall import StallDetector
@@ -34,8 +36,25 @@ def test_motion_anywhere_in_the_window_is_no_stall_and_old_motion_is_forgotten()
     assert detector.stalled()  # 45 ticks since the jump: still again
 
 
+def test_a_hand_turning_in_place_is_stalled_only_when_turns_are_not_checked():
+    turning = [Rotation.from_euler("z", 0.6 * i, degrees=True).as_quat() for i in range(46)]  # 27 deg over 3 s
+    at = np.array([0.5, 0.0, 0.4])
+
+    def stalled(max_turn_deg, quats):
+        detector = StallDetector(3.0, 0.03, max_turn_deg)
+        for i, q in enumerate(quats):
+            detector.push(i * DT, at, q)
+        return detector.stalled()
+
+    assert stalled(None, turning) and not stalled(10.0, turning) and stalled(30.0, turning)
+    # A quaternion and its negative are one orientation; a wobble of 2 deg is no turn.
+    wobble = [(-1) ** i * Rotation.from_euler("x", 2.0 * (i % 2), degrees=True).as_quat() for i in range(46)]
+    assert stalled(10.0, wobble)
+
+
 @pytest.mark.parametrize("fields, pattern", [({"stall_noise_scale": 1.5}, r"stall_noise_scale must be in \[0, 1\]"),
-                                             ({"stall_window_s": 0.0}, r"stall_window_s and stall_radius_m must be > 0")])
+                                             ({"stall_window_s": 0.0}, r"stall_window_s and stall_radius_m must be > 0"),
+                                             ({"stall_turn_deg": -5.0}, r"stall_turn_deg must be > 0 or None")])
 def test_bad_stall_settings_are_refused_naming_the_field(fields, pattern):
     with pytest.raises(ValueError, match=pattern):
         LoopConfig(**fields)
