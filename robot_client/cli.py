@@ -42,14 +42,27 @@ def _common_policy_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--noise-scale", type=float, default=None, metavar="S",
                    help="loopback server: multiply each chunk's starting noise by S in [0, 1], a sampling temperature "
                         "(default from config; 1 = the official sampler)")
-    p.add_argument("--stall-noise-scale", type=float, default=None, metavar="S",
+    p.add_argument("--stall-noise-scale", default=None, metavar="S",
                    help="ask for chunks at noise scale S while the hand has stayed within control.stall_radius_m "
-                        "(3 cm) for control.stall_window_s (3 s): a stuck policy samples further afield "
-                        "(control.stall_noise_scale; default from config)")
+                        "(3 cm) and control.stall_turn_deg (10 deg) for control.stall_window_s (3 s): a stuck policy "
+                        "samples further afield (control.stall_noise_scale; default from config: 1); 'off' never does")
     p.add_argument("--coherent", action="store_true",
                    help="send each request the current chunk's plan; a server sampling several chunks (--samples N) "
                         "returns the one nearest it instead of the medoid (control.coherent; bidirectional "
                         "decoding's backward coherence)")
+
+
+def _stall_noise_scale(text: str) -> float | None:
+    if text.strip().lower() == "off":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = None
+    if value is None or not 0.0 <= value <= 1.0:
+        raise SystemExit(f"--stall-noise-scale must be in [0, 1] (the factor on a chunk's starting noise) or 'off', "
+                         f"got {text!r}")
+    return value
 
 
 def _policy_settings(args: argparse.Namespace):
@@ -65,10 +78,7 @@ def _policy_settings(args: argparse.Namespace):
     if args.coherent:
         control = dataclasses.replace(control, coherent=True)
     if args.stall_noise_scale is not None:
-        if not 0.0 <= args.stall_noise_scale <= 1.0:
-            raise SystemExit(f"--stall-noise-scale must be in [0, 1] (the factor on a chunk's starting noise), "
-                             f"got {args.stall_noise_scale}")
-        control = dataclasses.replace(control, stall_noise_scale=args.stall_noise_scale)
+        control = dataclasses.replace(control, stall_noise_scale=_stall_noise_scale(args.stall_noise_scale))
     if args.ensemble is not None:
         if args.ensemble < 1:
             raise SystemExit(f"--ensemble must be >= 1 (latest chunks averaged; 1 = off), got {args.ensemble}")

@@ -68,6 +68,7 @@ def test_eval_reports_resumes_and_reruns_unfinished_trials(tiny_checkpoint, tmp_
                                            (["--samples", "0"], "--samples must be >= 1"),
                                            (["--noise-scale", "1.5"], "--noise-scale must be in [0, 1]"),
                                            (["--stall-noise-scale", "2"], "--stall-noise-scale must be in [0, 1]"),
+                                           (["--stall-noise-scale", "hot"], "or 'off', got 'hot'"),
                                            (["--coherent"], "--coherent picks among several sampled chunks: add --samples N")])
 def test_out_of_range_overrides_are_refused(tiny_checkpoint, tmp_path, args, message):
     proc = subprocess.run(
@@ -82,3 +83,10 @@ def test_unknown_condition_is_named(tiny_checkpoint, tmp_path):
         [sys.executable, "-m", "robot_client.cli", "eval", "--condition", "L9", "--checkpoint", str(tiny_checkpoint),
          "--out", str(tmp_path)], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "no condition 'L9'" in proc.stderr
+
+
+def test_stall_noise_scale_off_disables_the_shipped_one():
+    from robot_client.cli import _stall_noise_scale
+
+    assert _stall_noise_scale("off") is None and _stall_noise_scale("OFF") is None
+    assert _stall_noise_scale("0.7") == 0.7

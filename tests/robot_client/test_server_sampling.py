@@ -10,8 +10,10 @@ from robot_client.settings import DEFAULT_PATH, load_settings
 from uwm_robot.local_server import LocalServer
 
 
-def test_the_shipped_settings_sample_at_half_noise():
-    assert load_settings(DEFAULT_PATH).noise_scale == 0.5
+def test_the_shipped_settings_sample_at_half_noise_and_at_full_noise_while_stalled():
+    settings = load_settings(DEFAULT_PATH)
+    assert settings.noise_scale == 0.5
+    assert settings.control.stall_noise_scale == 1.0 and settings.control.stall_turn_deg == 10.0
 
 
 def test_a_server_at_another_noise_scale_is_named_with_the_fix(tiny_checkpoint, caplog):
