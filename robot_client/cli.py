@@ -15,7 +15,7 @@ from robot_client.compare import register as compare_register
 from robot_client.report import register as report_register
 from robot_client.boundary_bench import register as boundary_register
 from robot_client.sim_cli import add_sim_subparser, parse_size
-from uwm_robot.protocol import sampling_problem
+from uwm_robot.protocol import is_noise_scale, sampling_problem
 
 
 def _common_policy_args(p: argparse.ArgumentParser) -> None:
@@ -59,7 +59,7 @@ def _stall_noise_scale(text: str) -> float | None:
         value = float(text)
     except ValueError:
         value = None
-    if value is None or not 0.0 <= value <= 1.0:
+    if not is_noise_scale(value):
         raise SystemExit(f"--stall-noise-scale must be in [0, 1] (the factor on a chunk's starting noise) or 'off', "
                          f"got {text!r}")
     return value

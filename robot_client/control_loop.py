@@ -23,6 +23,7 @@ from robot_client.observation import ObservationHistory
 from robot_client.safety import EStop
 from robot_client.stall import StallDetector
 from robot_client.watchdog import ControllerWatchdog
+from uwm_robot.protocol import is_noise_scale
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +68,7 @@ class LoopConfig:
     seed: int | None = None  # base seed for the policy's noise (request i uses seed + i)
 
     def __post_init__(self) -> None:
-        if self.stall_noise_scale is not None and not 0.0 <= self.stall_noise_scale <= 1.0:
+        if self.stall_noise_scale is not None and not is_noise_scale(self.stall_noise_scale):
             raise ValueError(f"stall_noise_scale must be in [0, 1] (the factor on a chunk's starting noise) or None "
                              f"(off), got {self.stall_noise_scale}")
         if self.stall_turn_deg is not None and self.stall_turn_deg <= 0:

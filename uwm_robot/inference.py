@@ -37,7 +37,7 @@ import torch
 from .action_codec import codec_for
 from .checkpoint import LoadedCheckpoint, load_checkpoint
 from .config import ModelConfig
-from .protocol import sampling_problem
+from .protocol import is_noise_scale, sampling_problem
 from .sampling import UWMSampler
 
 DEFAULT_EXECUTED_HORIZON = 8  # actions executed per chunk before replanning (of 16)
@@ -186,7 +186,7 @@ class UWMPolicy:
         One pass draws all `samples` candidates of each batch row (row-major, from one encoding of the row)."""
         if noise_scale is None:
             noise_scale = self.noise_scale
-        elif not 0.0 <= noise_scale <= 1.0:
+        elif not is_noise_scale(noise_scale):
             raise ValueError(f"noise_scale must be in [0, 1] (the factor on the chunk's starting noise), got {noise_scale}")
         return self._obs(images), self._seed(seed), prefix, prefix_mask, self.samples, float(noise_scale)
 

@@ -21,6 +21,7 @@ that took them; durations are milliseconds.
 from __future__ import annotations
 
 import math
+import numbers
 import re
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
@@ -38,12 +39,17 @@ _DTYPE_RE = re.compile(r"^[<>|=]?[biufc][0-9]{1,2}$")
 _MAX_NDIM = 8
 
 
+def is_noise_scale(value) -> bool:
+    """A factor on a chunk's starting DDIM noise: a real number in [0, 1] (1: the official sampler)."""
+    return not isinstance(value, bool) and isinstance(value, numbers.Real) and 0.0 <= value <= 1.0
+
+
 def sampling_problem(samples: int, noise_scale: float) -> str | None:
     """Why a server's sampling settings are refused, in `policy_server serve`'s flag names; None
     when they are valid. One wording for the server, the client's loopback settings and UWMPolicy."""
     if samples < 1:
         return f"--samples must be >= 1 (chunks sampled per request), got {samples}"
-    if not 0.0 <= noise_scale <= 1.0:
+    if not is_noise_scale(noise_scale):
         return f"--noise-scale must be in [0, 1] (the factor on each chunk's starting noise), got {noise_scale}"
     return None
 
@@ -350,7 +356,7 @@ class InferRequest(Request):
     # server's --noise-scale (a client raises it while the arm is stalled); left off the wire when None.
     noise_scale: float | None = None
 
-    TAKES_ACTION_ROWS: ClassVar[bool] = True
+    TAKES_POLICY_OPTIONS: ClassVar[bool] = True  # action rows and a noise scale: infer only
     # (rows, mask, what a True mask entry means) of the optional action-row fields
     _ROW_FIELDS: ClassVar[tuple[tuple[str, str, str], ...]] = (("prefix", "prefix_mask", "fixed"),
                                                                 ("guide", "guide_mask", "compared"))
@@ -374,13 +380,12 @@ class InferRequest(Request):
         check_int(self.sent_ns, "sent_ns", optional=True)
         self._validate_action_rows(None)
         if self.noise_scale is not None:
-            if not self.TAKES_ACTION_ROWS:
+            if not self.TAKES_POLICY_OPTIONS:
                 raise ProtocolError(f"noise_scale: only 'infer' requests take one, not {self.TYPE!r}", field="noise_scale")
-            value = self.noise_scale
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+            if not is_noise_scale(self.noise_scale):
                 raise ProtocolError(f"noise_scale: expected a number in [0, 1] (the factor on the chunk's starting "
-                                    f"noise), got {value!r}", field="noise_scale")
-            self.noise_scale = float(value)
+                                    f"noise), got {self.noise_scale!r}", field="noise_scale")
+            self.noise_scale = float(self.noise_scale)
 
     def _validate_action_rows(self, shape: tuple[int, int] | None) -> None:
         """Each optional row field (prefix, guide): both or neither of it and its mask; float (L, D)
@@ -392,7 +397,7 @@ class InferRequest(Request):
         values, flags = getattr(self, rows), getattr(self, mask)
         if values is None and flags is None:
             return
-        if not self.TAKES_ACTION_ROWS:
+        if not self.TAKES_POLICY_OPTIONS:
             raise ProtocolError(f"{rows}: only 'infer' requests take a {rows}, not {self.TYPE!r}", field=rows)
         L, D = shape if shape is not None else (None, None)
         if values is None or flags is None:
@@ -440,7 +445,7 @@ class PredictFutureRequest(InferRequest):
     """p(o' | o, a): observation + a normalised model action chunk -> predicted frames."""
 
     TYPE: ClassVar[str] = "predict_future"
-    TAKES_ACTION_ROWS: ClassVar[bool] = False
+    TAKES_POLICY_OPTIONS: ClassVar[bool] = False
     actions_raw: Any = None  # float (action_len, raw_action_dim), normalised model actions
 
     def validate_against(self, meta: dict) -> None:
@@ -456,7 +461,7 @@ class ImagineRequest(InferRequest):
     """p(o' | o): observation -> predicted frames (actions marginalised out)."""
 
     TYPE: ClassVar[str] = "imagine"
-    TAKES_ACTION_ROWS: ClassVar[bool] = False
+    TAKES_POLICY_OPTIONS: ClassVar[bool] = False
 
 
 @dataclass
@@ -464,7 +469,7 @@ class InverseRequest(InferRequest):
     """p(a | o, o'): observation + goal frames -> the action chunk between them."""
 
     TYPE: ClassVar[str] = "inverse"
-    TAKES_ACTION_ROWS: ClassVar[bool] = False
+    TAKES_POLICY_OPTIONS: ClassVar[bool] = False
     goal_images: dict = field(default_factory=dict)  # camera -> uint8 (n_obs, H, W, 3)
 
     def validate_against(self, meta: dict) -> None:
