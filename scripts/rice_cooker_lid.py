@@ -9,6 +9,7 @@ still succeeded, and where the lid came to rest after the first pull (its angle 
   roll about the bar at 1.2 rad is given, the drift that precedes it (`bar_roll`);
 - "let go short": the fingers opened on a lid that never came near the stop;
 - "knocked": the lid reached the stop and was knocked off it later.
+Of the lids that fell: how many were opened again (past 1.2 rad) and how long after the fall (median).
 
     python scripts/rice_cooker_lid.py runs/eval_r18_s0 runs/eval_r18_s10
 """
@@ -49,7 +50,7 @@ def lid_story(episode: Path) -> dict:
     cup_in = np.all(np.abs(cup - cooker - np.array(CAVITY_CENTRE)) <= np.array(CAVITY_HALF), axis=1)
     opened = np.flatnonzero(lid > OPEN_ANGLE)
     story = {"success": bool((meta.get("outcome") or {}).get("success")), "opened": len(opened) > 0,
-             "fell_shut": False, "rest_angle": None, "why": None, "roll_deg": None}
+             "fell_shut": False, "rest_angle": None, "why": None, "roll_deg": None, "reopened_after_s": None}
     if len(opened):
         first = opened[0]
         story["rest_angle"] = float(lid[min(first + int(2 * meta["fps"]), len(lid) - 1)])
@@ -58,7 +59,11 @@ def lid_story(episode: Path) -> dict:
         shut = np.flatnonzero(lid[first:until] < SHUT_ANGLE)
         if len(shut):
             story["fell_shut"] = True
-            story["why"], story["roll_deg"] = why_it_fell(episode, lid, first, first + shut[0])
+            fell = first + shut[0]
+            story["why"], story["roll_deg"] = why_it_fell(episode, lid, first, fell)
+            again = np.flatnonzero(lid[fell:] > OPEN_ANGLE)
+            if len(again):
+                story["reopened_after_s"] = float(again[0] / meta["fps"])
     return story
 
 
@@ -73,7 +78,11 @@ def summary(stories: list[dict]) -> str:
         slipped = [abs(s["roll_deg"]) for s in fell if s["why"] == "slipped"]
         line += (f" ({', '.join(f'{k} {n}' for k, n in why.most_common())}; {sum(s['success'] for s in fell)} "
                  "of them still succeeded")
-        line += f"; hand roll at 1.2 rad where it slipped: median {np.median(slipped):.1f} deg)" if slipped else ")"
+        line += f"; hand roll at 1.2 rad where it slipped: median {np.median(slipped):.1f} deg" if slipped else ""
+        # A policy that reopens the lid too late (session 40: it hovers over the shut lid's bar) times out all the same.
+        reopened = sorted(s["reopened_after_s"] for s in fell if s["reopened_after_s"] is not None)
+        line += (f"; reopened in {len(reopened)}, median {np.median(reopened):.0f} s after the fall)" if reopened
+                 else "; none reopened)")
     if len(rest):
         line += (f"; rest angle after the first pull: median {np.median(rest):.2f} rad "
                  f"(min {rest.min():.2f}, {np.sum(rest < STAYS_OPEN_ANGLE)} below {STAYS_OPEN_ANGLE})")
