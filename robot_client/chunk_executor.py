@@ -5,7 +5,9 @@ Action i of a chunk answers the observation taken at `t_obs` and is scheduled at
 tick the executor returns the action scheduled for that tick; actions whose time has passed are
 dropped, never executed late. A chunk arriving `d` ticks after its observation starts at its
 action `d` and runs for `k` actions (real-time-chunking semantics: one chunk per `k` ticks,
-inference overlapping execution); a new chunk replaces the old one from its own schedule on.
+inference overlapping execution), or for its own `execute_k` where it has one (the control loop commits
+further to a chunk asked while the hand was stalled); a new chunk replaces the old one from its own
+schedule on.
 Three ways to soften the boundary: blend the first actions of a new chunk with the old chunk's
 still-pending ones (`blend_steps`), average every tick over the plans that the last few chunks
 made for it (`ensemble_chunks`, ACT's temporal ensembling), or ask for a new chunk that is
@@ -29,9 +31,10 @@ class Chunk:
     latency_s: float = 0.0
     meta: dict = field(default_factory=dict)
     first_index: int = 0  # first action still in the future when the chunk arrived
+    execute_k: int | None = None  # this chunk's own horizon (a stalled hand commits further), else the executor's
 
     def window_end(self, k: int) -> int:
-        return min(len(self.actions), self.first_index + k)
+        return min(len(self.actions), self.first_index + (self.execute_k or k))
 
 
 def pending_prefix(chunk: Chunk, t_obs_new: float, dt: float, window_end: int, horizon: int) -> tuple[np.ndarray, np.ndarray] | None:

@@ -46,6 +46,10 @@ def _common_policy_args(p: argparse.ArgumentParser) -> None:
                    help="ask for chunks at noise scale S while the hand has stayed within control.stall_radius_m "
                         "(3 cm) and control.stall_turn_deg (10 deg) for control.stall_window_s (3 s): a stuck policy "
                         "samples further afield (control.stall_noise_scale; default from config: 1); 'off' never does")
+    p.add_argument("--stall-execute-k", default=None, metavar="K",
+                   help="run K actions of each chunk asked while the hand is stalled (the same test as "
+                        "--stall-noise-scale) instead of --execute-k: a policy that re-plans 'wait, then move' at "
+                        "every chunk gets to the move (control.stall_execute_k); 'off' keeps --execute-k")
     p.add_argument("--coherent", action="store_true",
                    help="send each request the current chunk's plan; a server sampling several chunks (--samples N) "
                         "returns the one nearest it instead of the medoid (control.coherent; bidirectional "
@@ -65,6 +69,14 @@ def _stall_noise_scale(text: str) -> float | None:
     return value
 
 
+def _stall_execute_k(text: str) -> int | None:
+    if text.strip().lower() == "off":
+        return None
+    if not text.strip().isdigit() or not 1 <= int(text) <= 16:
+        raise SystemExit(f"--stall-execute-k must be in 1..16 (actions of a 16-action chunk) or 'off', got {text!r}")
+    return int(text)
+
+
 def _policy_settings(args: argparse.Namespace):
     """The settings file with this command line's overrides applied."""
     settings = load_settings(args.config)
@@ -79,6 +91,8 @@ def _policy_settings(args: argparse.Namespace):
         control = dataclasses.replace(control, coherent=True)
     if args.stall_noise_scale is not None:
         control = dataclasses.replace(control, stall_noise_scale=_stall_noise_scale(args.stall_noise_scale))
+    if args.stall_execute_k is not None:
+        control = dataclasses.replace(control, stall_execute_k=_stall_execute_k(args.stall_execute_k))
     if args.ensemble is not None:
         if args.ensemble < 1:
             raise SystemExit(f"--ensemble must be >= 1 (latest chunks averaged; 1 = off), got {args.ensemble}")

@@ -58,6 +58,9 @@ class LoopConfig:
     stall_window_s: float = 3.0
     stall_radius_m: float = 0.03
     stall_turn_deg: float | None = None  # ... and turned less than this (None: position alone)
+    # A chunk asked while stalled runs this many actions before the next takes over (None: execute_k). A policy
+    # that cannot count ticks re-plans the same "wait, then move" forever at a short horizon.
+    stall_execute_k: int | None = None
     max_steps: int = 900
     request_margin_ticks: int = 1  # ask this many ticks earlier than the latency estimate says
     initial_latency_s: float = 0.3  # latency guess before the first measurement
@@ -73,6 +76,8 @@ class LoopConfig:
                              f"(off), got {self.stall_noise_scale}")
         if self.stall_turn_deg is not None and self.stall_turn_deg <= 0:
             raise ValueError(f"stall_turn_deg must be > 0 or None (position alone), got {self.stall_turn_deg}")
+        if self.stall_execute_k is not None and self.stall_execute_k < 1:
+            raise ValueError(f"stall_execute_k must be >= 1 or None (execute_k), got {self.stall_execute_k}")
         if self.stall_window_s <= 0 or self.stall_radius_m <= 0:
             raise ValueError(f"stall_window_s and stall_radius_m must be > 0, got {self.stall_window_s} s and "
                              f"{self.stall_radius_m} m")
@@ -108,7 +113,7 @@ class LoopStats:
     chunks: int = 0
     overruns: int = 0  # ticks that took more than 1.5 periods
     intervention_ticks: int = 0  # ticks an operator drove (takeover)
-    stalled_requests: int = 0  # chunks asked at LoopConfig.stall_noise_scale (the hand had stalled)
+    stalled_requests: int = 0  # chunks asked while the hand was stalled (robot_client.stall)
     errors: list[str] = field(default_factory=list)
 
     def summary(self, dt: float) -> dict:
@@ -195,7 +200,8 @@ class ControlLoop:
         executor = ChunkExecutor(dt, cfg.execute_k, cfg.blend_steps, cfg.ensemble_chunks)
         worker = InferenceWorker(self.policy, cfg.sim_latency_s)
         stall = (StallDetector(cfg.stall_window_s, cfg.stall_radius_m, cfg.stall_turn_deg)
-                 if cfg.stall_noise_scale is not None else None)
+                 if cfg.stall_noise_scale is not None or cfg.stall_execute_k is not None else None)
+        chunk_k: int | None = None  # the horizon of the chunk in flight (one request at a time)
         self.history.reset()
         self.watchdog.start()
         gripper_cmd: float | None = None
@@ -222,6 +228,7 @@ class ControlLoop:
 
                 result = worker.poll(t)
                 if isinstance(result, Chunk):
+                    result.execute_k = chunk_k
                     executor.add_chunk(result, t)
                     self.stats.chunks += 1
                     self.stats.inference_latency_s.append(result.latency_s)
@@ -241,9 +248,10 @@ class ControlLoop:
                     prefix = executor.prefix_for(obs.t, self._lead_ticks()) if cfg.inpaint else None
                     # Backward coherence: the sample that carries on the current plan (with --samples N).
                     guide = executor.plan_for(obs.t) if cfg.coherent else None
-                    noise_scale = cfg.stall_noise_scale if stall is not None and stall.stalled() else None
-                    if noise_scale is not None:
-                        self.stats.stalled_requests += 1
+                    stalled = stall is not None and stall.stalled()
+                    self.stats.stalled_requests += stalled
+                    noise_scale = cfg.stall_noise_scale if stalled else None
+                    chunk_k = cfg.stall_execute_k if stalled else None
                     worker.submit(obs, t, seed=seed, prefix=prefix, guide=guide, noise_scale=noise_scale)
 
                 scheduled = executor.action_at(t)

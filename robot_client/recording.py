@@ -377,6 +377,7 @@ class EpisodeWriter:
             "received_ns": time.monotonic_ns(), "step": self.num_steps,
             "actions": np.asarray(chunk.actions, dtype=np.float64).tolist(),
             "raw": None if chunk.raw is None else np.asarray(chunk.raw, dtype=np.float64).tolist(),
+            "execute_k": chunk.execute_k,  # set when the chunk has its own horizon (asked while stalled)
         }
         try:
             line["meta"] = to_jsonable(chunk.meta or {})

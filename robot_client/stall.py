@@ -2,7 +2,9 @@
 should go behind, a hover over a bar it does not grasp) leaves the hand within a few centimetres of
 where it was for seconds. The control loop then asks for its next chunks at a higher sampling
 temperature (`LoopConfig.stall_noise_scale`): at the low temperature that suits the rest of the task,
-the samples keep landing in the same mode (docs/results.md, session 39).
+the samples keep landing in the same mode (docs/results.md, session 39). It also runs each such chunk
+further (`LoopConfig.stall_execute_k`), so the way out a hotter sample finds is followed for more than
+the 3 ticks a chunk gets before the next one re-plans from the stuck pose (session 40).
 """
 
 from __future__ import annotations

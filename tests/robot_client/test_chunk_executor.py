@@ -35,6 +35,18 @@ def test_actions_already_in_the_past_are_dropped():
     assert ex.action_at(10.0 + 11 * DT) is None
 
 
+def test_a_chunk_with_its_own_horizon_runs_that_many_actions():
+    """A chunk asked while the hand was stalled commits further than the executor's k (its execute_k)."""
+    ex = ChunkExecutor(DT, execute_k=4)
+    committed = chunk(10.0)
+    committed.execute_k = 12
+    ex.add_chunk(committed, now=10.0 + 3 * DT)
+    assert ex.remaining(10.0 + 3 * DT) == 12  # indices 3..14
+    assert ex.action_at(10.0 + 14 * DT).index == 14 and ex.action_at(10.0 + 15 * DT) is None
+    ex.add_chunk(chunk(20.0, rid=2), now=20.0)  # the next, asked unstalled, runs k again
+    assert ex.remaining(20.0) == 4 and ex.action_at(20.0 + 4 * DT) is None
+
+
 def test_new_chunk_replaces_old_from_its_schedule():
     ex = ChunkExecutor(DT, execute_k=8)
     ex.add_chunk(chunk(0.0, value=0, rid=1), now=0.0)

@@ -134,6 +134,25 @@ def test_without_a_stall_noise_scale_a_still_hand_keeps_the_servers_scale(env):
     assert result.stats["stalled_requests"] == 0
 
 
+def test_a_stalled_hand_commits_to_longer_chunks_with_stall_execute_k(env):
+    """A policy that keeps planning "wait, then move" never gets to the move at a short horizon; once the
+    hand has been still for the stall window, each chunk runs stall_execute_k actions (its temperature
+    untouched when stall_noise_scale is off)."""
+    policy = StuckUntilHeatedPolicy()
+    loop = make_loop(env, policy, max_steps=120, execute_k=4, stall_execute_k=12, stall_window_s=3.0)
+    ticks = []
+    loop.on_step = lambda rec, frames: ticks.append((rec.t, rec.action_index))
+    result = loop.run()
+    indices = np.array([i for _, i in ticks[3:]])
+    starts = np.flatnonzero(np.diff(indices) < 0) + 1
+    runs = [(ticks[3 + a][0], len(r)) for a, r in zip([0, *starts], np.split(indices, starts))]
+    assert [n for t, n in runs if t < 3.0] and {n for t, n in runs if t < 3.0} == {3}  # k = 4 before the stall
+    # From the first chunk asked after 3 s still on, 11 actions a chunk (12, less the tick its successor is
+    # asked early); the hand never moves, so it stays stalled.
+    assert {n for t, n in runs[:-1] if t > 3.0 + 8 / 15} == {11}
+    assert set(policy.noise_scales) == {None} and result.stats["stalled_requests"] >= 4
+
+
 def test_nan_chunks_hold_the_arm(env):
     q0 = np.asarray(env.robot.get_joint_positions())
     result = make_loop(env, ScriptedPolicy(action=[np.nan] * 7)).run()

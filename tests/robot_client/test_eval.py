@@ -24,7 +24,7 @@ def run_eval(ckpt, out, *extra):
 def test_eval_reports_resumes_and_reruns_unfinished_trials(tiny_checkpoint, tmp_path):
     out = tmp_path / "eval"
     first = run_eval(tiny_checkpoint, out, "--execute-k", "5", "--inpaint", "--samples", "3", "--coherent",
-                     "--noise-scale", "0.5", "--stall-noise-scale", "1")
+                     "--noise-scale", "0.5", "--stall-noise-scale", "1", "--stall-execute-k", "9")
     assert first.count("[eval] rice_cooker") == 4
     for cond in ("ID", "C1"):
         for i in range(2):
@@ -34,14 +34,15 @@ def test_eval_reports_resumes_and_reruns_unfinished_trials(tiny_checkpoint, tmp_
             # The overrides reached the loop (and are recorded): 12 ticks of 5-action windows need >= 3 chunks.
             assert meta["control"]["execute_k"] == 5 and meta["control"]["sim_latency_s"] == 0.2
             assert meta["control"]["inpaint"] is True and meta["control"]["coherent"] is True
-            assert meta["control"]["stall_noise_scale"] == 1.0
+            assert meta["control"]["stall_noise_scale"] == 1.0 and meta["control"]["stall_execute_k"] == 9
             assert meta["server"]["samples_per_chunk"] == 3  # the loopback server was started with --samples 3
             assert meta["server"]["action_noise_scale"] == 0.5  # ... and --noise-scale 0.5
             chunks = [json.loads(line) for line in (trial / "chunks.jsonl").read_text().splitlines()]
             assert all(c["meta"]["inpainted_rows"] > 0 for c in chunks[1:])  # each on the one in flight
             # ... and guided by its whole remaining plan, which reaches past the rows in flight
             assert all(c["meta"]["guided_rows"] > c["meta"]["inpainted_rows"] for c in chunks[1:])
-            assert all(c["meta"]["noise_scale"] is None for c in chunks)  # 12 ticks: less than a 3 s stall
+            # 12 ticks: less than a 3 s stall, so no chunk is heated or has its own horizon
+            assert all(c["meta"]["noise_scale"] is None and c["execute_k"] is None for c in chunks)
             assert meta["num_chunks"] >= 3
             objects = load_object_state(trial)  # the sim's ground truth, step by step
             assert len(objects["t"]) == meta["num_steps"] and objects["cup"].shape == (meta["num_steps"], 3)
@@ -69,6 +70,7 @@ def test_eval_reports_resumes_and_reruns_unfinished_trials(tiny_checkpoint, tmp_
                                            (["--noise-scale", "1.5"], "--noise-scale must be in [0, 1]"),
                                            (["--stall-noise-scale", "2"], "--stall-noise-scale must be in [0, 1]"),
                                            (["--stall-noise-scale", "hot"], "or 'off', got 'hot'"),
+                                           (["--stall-execute-k", "0"], "--stall-execute-k must be in 1..16"),
                                            (["--coherent"], "--coherent picks among several sampled chunks: add --samples N")])
 def test_out_of_range_overrides_are_refused(tiny_checkpoint, tmp_path, args, message):
     proc = subprocess.run(
@@ -90,3 +92,9 @@ def test_stall_noise_scale_off_disables_the_shipped_one():
 
     assert _stall_noise_scale("off") is None and _stall_noise_scale("OFF") is None
     assert _stall_noise_scale("0.7") == 0.7
+
+
+def test_stall_execute_k_off_keeps_execute_k():
+    from robot_client.cli import _stall_execute_k
+
+    assert _stall_execute_k("off") is None and _stall_execute_k("12") == 12
