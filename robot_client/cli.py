@@ -56,25 +56,27 @@ def _common_policy_args(p: argparse.ArgumentParser) -> None:
                         "decoding's backward coherence)")
 
 
-def _stall_noise_scale(text: str) -> float | None:
+def _value_or_off(text: str, flag: str, convert, valid, expected: str):
+    """A stall option's value: 'off' (any case) is None; else `convert(text)`, refused unless `valid`."""
     if text.strip().lower() == "off":
         return None
     try:
-        value = float(text)
+        value = convert(text)
     except ValueError:
         value = None
-    if not is_noise_scale(value):
-        raise SystemExit(f"--stall-noise-scale must be in [0, 1] (the factor on a chunk's starting noise) or 'off', "
-                         f"got {text!r}")
+    if value is None or not valid(value):
+        raise SystemExit(f"{flag} must be {expected} or 'off', got {text!r}")
     return value
 
 
+def _stall_noise_scale(text: str) -> float | None:
+    return _value_or_off(text, "--stall-noise-scale", float, is_noise_scale,
+                         "in [0, 1] (the factor on a chunk's starting noise)")
+
+
 def _stall_execute_k(text: str) -> int | None:
-    if text.strip().lower() == "off":
-        return None
-    if not text.strip().isdigit() or not 1 <= int(text) <= 16:
-        raise SystemExit(f"--stall-execute-k must be in 1..16 (actions of a 16-action chunk) or 'off', got {text!r}")
-    return int(text)
+    return _value_or_off(text, "--stall-execute-k", int, lambda k: 1 <= k <= 16,
+                         "in 1..16 (actions of a 16-action chunk)")
 
 
 def _policy_settings(args: argparse.Namespace):

@@ -98,3 +98,6 @@ def test_stall_execute_k_off_keeps_execute_k():
     from robot_client.cli import _stall_execute_k
 
     assert _stall_execute_k("off") is None and _stall_execute_k("12") == 12
+    for text in ("0", "17", "1.5", "long"):
+        with pytest.raises(SystemExit, match=f"--stall-execute-k must be in 1..16 .* or 'off', got '{text}'"):
+            _stall_execute_k(text)
