@@ -49,7 +49,7 @@ def _common_policy_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stall-execute-k", default=None, metavar="K",
                    help="run K actions of each chunk asked while the hand is stalled (the same test as "
                         "--stall-noise-scale) instead of --execute-k: a policy that re-plans 'wait, then move' at "
-                        "every chunk gets to the move (control.stall_execute_k); 'off' keeps --execute-k")
+                        "every chunk gets to the move (control.stall_execute_k; default from config: 12); 'off' keeps --execute-k")
     p.add_argument("--coherent", action="store_true",
                    help="send each request the current chunk's plan; a server sampling several chunks (--samples N) "
                         "returns the one nearest it instead of the medoid (control.coherent; bidirectional "
