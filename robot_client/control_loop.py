@@ -201,7 +201,6 @@ class ControlLoop:
         worker = InferenceWorker(self.policy, cfg.sim_latency_s)
         stall = (StallDetector(cfg.stall_window_s, cfg.stall_radius_m, cfg.stall_turn_deg)
                  if cfg.stall_noise_scale is not None or cfg.stall_execute_k is not None else None)
-        chunk_k: int | None = None  # the horizon of the chunk in flight (one request at a time)
         self.history.reset()
         self.watchdog.start()
         gripper_cmd: float | None = None
@@ -228,7 +227,6 @@ class ControlLoop:
 
                 result = worker.poll(t)
                 if isinstance(result, Chunk):
-                    result.execute_k = chunk_k
                     executor.add_chunk(result, t)
                     self.stats.chunks += 1
                     self.stats.inference_latency_s.append(result.latency_s)
@@ -250,9 +248,9 @@ class ControlLoop:
                     guide = executor.plan_for(obs.t) if cfg.coherent else None
                     stalled = stall is not None and stall.stalled()
                     self.stats.stalled_requests += stalled
-                    noise_scale = cfg.stall_noise_scale if stalled else None
-                    chunk_k = cfg.stall_execute_k if stalled else None
-                    worker.submit(obs, t, seed=seed, prefix=prefix, guide=guide, noise_scale=noise_scale)
+                    worker.submit(obs, t, seed=seed, prefix=prefix, guide=guide,
+                                  noise_scale=cfg.stall_noise_scale if stalled else None,
+                                  execute_k=cfg.stall_execute_k if stalled else None)
 
                 scheduled = executor.action_at(t)
                 self.stats.queue_depth.append(executor.remaining(t))

@@ -9,7 +9,8 @@ deterministic while still exercising the asynchronous schedule.
 A request may carry an inpainting prefix and a coherence guide (raw actions + mask each, see
 `chunk_executor.pending_prefix`) and its own noise scale; the policy is then asked with
 `prefix=`/`prefix_mask=`, `guide=`/`guide_mask=` and `noise_scale=`, and the chunk's meta says how
-many rows were fixed and compared, and the noise scale asked for (None: the server's).
+many rows were fixed and compared, and the noise scale asked for (None: the server's). A request may
+also set the chunk's own horizon (`Chunk.execute_k`), which is the loop's, not the policy's, concern.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ class _Job:
     prefix: tuple[np.ndarray, np.ndarray] | None = None
     guide: tuple[np.ndarray, np.ndarray] | None = None
     noise_scale: float | None = None
+    execute_k: int | None = None
     wall_start: float = 0.0
     wall_end: float = 0.0
     chunk: Chunk | None = None
@@ -60,15 +62,16 @@ class InferenceWorker:
 
     def submit(self, obs: Observation, t_request: float, seed: int | None = None,
                prefix: tuple[np.ndarray, np.ndarray] | None = None,
-               guide: tuple[np.ndarray, np.ndarray] | None = None, noise_scale: float | None = None) -> int:
+               guide: tuple[np.ndarray, np.ndarray] | None = None, noise_scale: float | None = None,
+               execute_k: int | None = None) -> int:
         """Start a request; `prefix` = (raw actions (L, D), bool mask (L,)) to inpaint, `guide` the
-        same to select the sample nearest it, `noise_scale` this request's sampling temperature; each
-        may be None."""
+        same to select the sample nearest it, `noise_scale` this request's sampling temperature,
+        `execute_k` the actions its chunk runs (else the executor's); each may be None."""
         if self.busy:
             raise RuntimeError("a request is already in flight")
         self._next_id += 1
         self._done.clear()
-        self._job = _Job(obs, t_request, self._next_id, seed, prefix, guide, noise_scale)
+        self._job = _Job(obs, t_request, self._next_id, seed, prefix, guide, noise_scale, execute_k)
         self._wake.set()
         return self._next_id
 
@@ -93,7 +96,8 @@ class InferenceWorker:
                 meta = {"timings": reply.timings, "inpainted_rows": 0 if job.prefix is None else int(job.prefix[1].sum()),
                         "guided_rows": 0 if job.guide is None else int(job.guide[1].sum()),
                         "noise_scale": job.noise_scale}
-                job.chunk = Chunk(reply.actions, job.obs.t, reply.raw, job.request_id, meta=meta)
+                job.chunk = Chunk(reply.actions, job.obs.t, reply.raw, job.request_id, meta=meta,
+                                  execute_k=job.execute_k)
             except BaseException as e:  # delivered to the loop, which holds the arm
                 job.error = e
             job.wall_end = time.perf_counter()
