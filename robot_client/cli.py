@@ -74,8 +74,11 @@ def _stall_noise_scale(text: str) -> float | None:
                          "in [0, 1] (the factor on a chunk's starting noise)")
 
 
+_CHUNK_HORIZONS = range(1, 17)  # actions a 16-action chunk can run: --execute-k, --stall-execute-k
+
+
 def _stall_execute_k(text: str) -> int | None:
-    return _value_or_off(text, "--stall-execute-k", int, lambda k: 1 <= k <= 16,
+    return _value_or_off(text, "--stall-execute-k", int, lambda k: k in _CHUNK_HORIZONS,
                          "in 1..16 (actions of a 16-action chunk)")
 
 
@@ -84,7 +87,7 @@ def _policy_settings(args: argparse.Namespace):
     settings = load_settings(args.config)
     control = settings.control
     if args.execute_k is not None:
-        if not 1 <= args.execute_k <= 16:
+        if args.execute_k not in _CHUNK_HORIZONS:
             raise SystemExit(f"--execute-k must be in 1..16 (actions of a 16-action chunk), got {args.execute_k}")
         control = dataclasses.replace(control, execute_k=args.execute_k)
     if args.inpaint:
