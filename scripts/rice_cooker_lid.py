@@ -80,7 +80,7 @@ def summary(stories: list[dict]) -> str:
                  "of them still succeeded")
         line += f"; hand roll at 1.2 rad where it slipped: median {np.median(slipped):.1f} deg" if slipped else ""
         # A policy that reopens the lid too late (session 40: it hovers over the shut lid's bar) times out all the same.
-        reopened = sorted(s["reopened_after_s"] for s in fell if s["reopened_after_s"] is not None)
+        reopened = [s["reopened_after_s"] for s in fell if s["reopened_after_s"] is not None]
         line += (f"; reopened in {len(reopened)}, median {np.median(reopened):.0f} s after the fall)" if reopened
                  else "; none reopened)")
     if len(rest):
