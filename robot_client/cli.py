@@ -134,7 +134,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         live = LiveView(spawn=args.live, save_path=args.live_save)
     takeover = _takeover(args.takeover, args.takeover_stall_s, args.takeover_hand_back, args.takeover_stall_only,
-                         args.takeover_lead_until)
+                         args.takeover_lead_until, args.takeover_off_course)
     keys = {**(takeover.key_handlers() if takeover else {}), "e": lambda: estop.trip("operator key 'e'"),
             " ": lambda: estop.trip("operator key space")}
     with open_policy(settings, args.server, args.token_file, args.checkpoint) as (policy, metadata), KeyListener(keys):
@@ -155,24 +155,28 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _takeover(device_name: str | None, stall_s: float = 15.0, hand_back: bool = False, stall_only: bool = False,
-              lead_until: str | None = None):
+              lead_until: str | None = None, off_course_only: str | None = None):
     """`--takeover DEVICE`: the operator toggles control with `t` (DAgger-style, steps tagged); `expert`
     (sim): the scripted expert takes the arm by itself when the policy goes off course or stalls."""
     for flag, given in (("--takeover-hand-back", hand_back), ("--takeover-stall-only", stall_only),
-                        ("--takeover-lead-until", lead_until)):
+                        ("--takeover-lead-until", lead_until), ("--takeover-off-course", off_course_only)):
         if given and device_name != "expert":
             raise SystemExit(f"{flag} is for --takeover expert (an operator decides when to take and give back with t)")
+    if stall_only and off_course_only:
+        raise SystemExit("--takeover-off-course picks which off-course calls count; --takeover-stall-only counts none")
     if not device_name:
         return None
     from robot_client.teleop import ExpertTakeover, Takeover, make_device
 
     if device_name == "expert":
         until = "the stage it took over for is reached" if hand_back else "the end of the trial"
-        when = "" if stall_only else "goes off course or "
+        when = "" if stall_only else (f"goes off course ('{off_course_only}') or " if off_course_only
+                                      else "goes off course or ")
         lead = f"leads each trial until '{lead_until}', then " if lead_until else ""
         print(f"[robot_client] takeover: the sim's expert {lead}takes the arm when the policy {when}"
               f"stalls for {stall_s:g} s, until {until}", flush=True)
-        return ExpertTakeover(stall_s, hand_back, off_course=not stall_only, lead_until=lead_until)
+        return ExpertTakeover(stall_s, hand_back, off_course=not stall_only, lead_until=lead_until,
+                              off_course_only=off_course_only)
 
     print("[robot_client] takeover: t = take / give back the arm", flush=True)
     return Takeover(make_device(device_name))
@@ -383,6 +387,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--takeover-stall-only", action="store_true",
                      help="expert takeover: only on a stall, not when the task calls the policy off course (the "
                           "policy commits to its own approach; labels come from where it got stuck)")
+    run.add_argument("--takeover-off-course", default=None, metavar="TEXT",
+                     help="expert takeover: only the off-course calls whose reason contains TEXT (e.g. 'lid fell "
+                          "shut'): a round aimed at one kind of mistake")
     run.add_argument("--takeover-lead-until", default=None, metavar="STAGE",
                      help="expert takeover: the expert drives each trial until this stage of the task's success "
                           "check is reached (e.g. 'cup in the pot'), untagged, then the policy: a round spent on "

@@ -477,19 +477,24 @@ class ExpertTakeover:
     the trial, or with `hand_back` until the stage it took over for is reached: then the policy drives
     the later stages from where the expert left them, and their mistakes get labels too (else a policy
     that stalls early is never seen, nor labelled, in the later stages). `off_course=False`: only
-    stalls count, so the policy is left to commit to (and finish or fail) its own approach.
+    stalls count, so the policy is left to commit to (and finish or fail) its own approach. `off_course_only`
+    (text): of the task's off-course calls only those whose reason contains it count (a round aimed at one
+    kind of mistake: the others are left to the policy).
 
     `lead_until` (a stage name): the expert drives from the trial's start until that stage is reached and
     only then gives the policy the arm, so a round spends its trials on the later stages (DAgger from a
     mid-task reset). Its lead is scene setting, not a label: those steps are left untagged."""
 
     def __init__(self, stall_s: float = 15.0, hand_back: bool = False, off_course: bool = True,
-                 lead_until: str | None = None):
+                 lead_until: str | None = None, off_course_only: str | None = None):
         if stall_s <= 0:
             raise ValueError(f"stall_s must be > 0 s, got {stall_s}")
+        if off_course_only is not None and not off_course:
+            raise ValueError("off_course_only picks among the off-course calls: it needs off_course=True")
         self.stall_s = stall_s
         self.hand_back = hand_back
         self.off_course = off_course
+        self.off_course_only = off_course_only
         self.lead_until = lead_until
         self.lead: dict | None = None  # this trial's lead: {"until", "handed_over_t"} (None: no lead)
         self._leading = False
@@ -565,4 +570,7 @@ class ExpertTakeover:
         if now - self._stage_since > self.stall_s:
             stages = self.env.success.stages
             return f"no progress for {self.stall_s:g} s (next: {stages[stage] if stage < len(stages) else 'success'})"
-        return self.env.task.off_course(self.env) if self.off_course else None
+        reason = self.env.task.off_course(self.env) if self.off_course else None
+        if reason is not None and self.off_course_only is not None and self.off_course_only not in reason:
+            return None
+        return reason

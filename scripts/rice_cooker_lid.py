@@ -23,11 +23,10 @@ from pathlib import Path
 import numpy as np
 
 from robot_client.sim.object_log import OBJECT_STATE_FILE, load_object_state
-from robot_client.tasks.rice_cooker import (CAVITY_CENTRE, CAVITY_HALF, EMPTY_WIDTH, LID_STOP, OPEN_ANGLE,
-                                            STAYS_OPEN_ANGLE, bar_roll)
+from robot_client.tasks.rice_cooker import (CAVITY_CENTRE, CAVITY_HALF, EMPTY_WIDTH, FELL_SHUT_ANGLE, LID_STOP,
+                                            OPEN_ANGLE, STAYS_OPEN_ANGLE, bar_roll)
 from uwm_robot.episode import load_episode
 
-SHUT_ANGLE = 0.3  # rad: fallen shut (gravity takes a lid down from about 1.3 rad)
 NEAR_STOP = LID_STOP - 0.1  # a lid that got this far was pulled to the stop
 
 
@@ -56,7 +55,7 @@ def lid_story(episode: Path) -> dict:
         story["rest_angle"] = float(lid[min(first + int(2 * meta["fps"]), len(lid) - 1)])
         cup_first_in = np.flatnonzero(cup_in)
         until = cup_first_in[cup_first_in > first][0] if np.any(cup_first_in > first) else len(lid)
-        shut = np.flatnonzero(lid[first:until] < SHUT_ANGLE)
+        shut = np.flatnonzero(lid[first:until] < FELL_SHUT_ANGLE)
         if len(shut):
             story["fell_shut"] = True
             fell = first + shut[0]

@@ -116,12 +116,16 @@ class RiceCookerTask(Task):
         fingertip lands on the rim; arriving off centre and steering back is fine above half height; not
         once the cup is in the pot, where the open hand has just let go of it), once the lid is open,
         fingers closed on nothing away from the lid's bar, or a hand holding the bar mid-pull rolled more than
-        BAR_ROLL_LIMIT about it (the bar then slips out of the fingertips near 1.3 rad and the lid falls shut)."""
+        BAR_ROLL_LIMIT about it (the bar then slips out of the fingertips near 1.3 rad and the lid falls shut).
+        First of all: a lid that fell shut again before the cup was in (a quarter of the committed policy's
+        trials, docs/results.md session 40), which policies reopen late or never."""
         world = env.world
+        in_pot = cup_in_cavity(world)
+        if env.success.stage >= 1 and lid_angle(world) < FELL_SHUT_ANGLE and not in_pot and held_object(env) != "bar":
+            return f"lid fell shut ({lid_angle(world):.2f} rad) before the cup was in"
         tcp, cup = tcp_position(world), cup_position(world)
         offset = float(np.linalg.norm(tcp[:2] - cup[:2]))
         width = env.gripper.get_state().width
-        in_pot = cup_in_cavity(world)
         if width > OPEN_HAND_WIDTH and tcp[2] < cup[2] + 0.06 and OFF_CENTRE_LIMIT < offset < 0.08 and not in_pot:
             return f"hand {offset * 100:.1f} cm off the cup at {tcp[2] - cup[2]:.2f} m above it"
         cooker = cooker_position(world)
@@ -168,6 +172,7 @@ EMPTY_WIDTH = 0.008  # m: fingers closed on nothing (the lid's bar holds them 1.
 # Policies whose bar slipped out mid-pull had rolled 2-16 deg (median 5) by 1.2 rad; those that held it,
 # 0.3 (median; 200 trials of the committed policy, docs/results.md session 36). The expert's pull: < 2.2.
 BAR_ROLL_LIMIT = np.radians(4.0)
+FELL_SHUT_ANGLE = 0.3  # rad: a lid once opened and now below this fell shut (gravity takes it down from 1.3)
 CUP_WIDTH, BAR_WIDTH = 0.05, 0.016
 
 

@@ -288,6 +288,24 @@ def test_expert_takeover_stall_only_ignores_the_task_calling_the_policy_off_cour
     assert 14 <= taken_at[False][0] <= 17 and taken_at[False][1].startswith("no progress for 1 s")
 
 
+def test_expert_takeover_off_course_only_counts_the_calls_it_names(env, monkeypatch):
+    """`off_course_only`: a round aimed at one kind of mistake. The task calls the hand off the cup for 5
+    ticks, then the lid shut: only the second takes the arm."""
+    from robot_client.teleop import ExpertTakeover
+
+    calls = iter(["hand 3.0 cm off the cup at 0.02 m above it"] * 5 + ["lid fell shut (0.00 rad) before the cup was in"] * 5)
+    monkeypatch.setattr(env.task, "off_course", lambda env: next(calls))
+    takeover = ExpertTakeover(stall_s=10.0, off_course_only="lid fell shut")
+    takeover.start_trial(env)
+    ticks = 0
+    while takeover.action() is None:
+        env.clock.sleep(1 / 15)
+        ticks += 1
+    assert ticks == 5 and takeover.reason.startswith("lid fell shut")
+    with pytest.raises(ValueError, match="off_course=True"):
+        ExpertTakeover(off_course=False, off_course_only="lid fell shut")
+
+
 def test_an_expert_lead_sets_the_scene_untagged_then_the_policy_drives_until_it_stalls(env):
     """`lead_until`: the expert drives from the start until the lid is open (steps untagged: scene setting,
     not labels), then the policy has the arm; when it stalls, the expert takes over as usual (tagged)."""
