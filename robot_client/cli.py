@@ -30,6 +30,9 @@ def _common_policy_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--realtime", action="store_true", help="sim: keep sim time = wall time (default: lockstep)")
     p.add_argument("--config", default=str(DEFAULT_PATH), help="robot_client settings YAML")
     p.add_argument("--operator", default="", help="who ran the trials (stored with each episode)")
+    p.add_argument("--raw-frames", action="store_true",
+                   help="also keep each camera's lossless frames beside its H.264 video: rollouts meant as training "
+                        "data (DAgger rounds, --chunk-data); the video's frames are lossy (docs/results.md session 41)")
     p.add_argument("--execute-k", type=int, default=None,
                    help="actions executed per 16-action chunk before the next takes over (default from config)")
     p.add_argument("--inpaint", action="store_true",
@@ -139,7 +142,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             " ": lambda: estop.trip("operator key space")}
     with open_policy(settings, args.server, args.token_file, args.checkpoint) as (policy, metadata), KeyListener(keys):
         for i in range(args.trials):
-            spec = TrialSpec(args.task, condition, args.seed + i, out_root / f"trial_{i:03d}", args.max_steps, args.operator)
+            spec = TrialSpec(args.task, condition, args.seed + i, out_root / f"trial_{i:03d}", args.max_steps,
+                             args.operator, args.raw_frames)
             result = run_sim_trial(spec, policy, metadata, settings, estop, realtime=args.realtime, live_view=live,
                                    takeover=takeover)
             results.append(result)
@@ -225,7 +229,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
                     aside = trial_dir.with_name(f"{trial_dir.name}.incomplete-{time.strftime('%Y%m%d-%H%M%S')}")
                     trial_dir.rename(aside)
                     print(f"[eval] kept unfinished {trial_dir.name} as {aside.name}; running it again", flush=True)
-                spec = TrialSpec(args.task, condition, args.seed + i, trial_dir, args.max_steps, args.operator)
+                spec = TrialSpec(args.task, condition, args.seed + i, trial_dir, args.max_steps,
+                             args.operator, args.raw_frames)
                 r = run_sim_trial(spec, policy, metadata, settings, estop, realtime=args.realtime)
                 done += 1
                 print(f"[eval] {args.task} {condition} trial {i} seed={spec.seed}: success={r.success} ({r.reason}, "
@@ -281,7 +286,8 @@ def _run_franka(args, settings) -> int:
                     "e": lambda: estop.trip("operator key 'e'")}
             print(f"[robot_client] trial {i}: s = success, f = failure, d = discard, e = E-STOP", flush=True)
             with KeyListener(keys):
-                spec = TrialSpec(args.task, condition, args.seed + i, out_root / f"trial_{i:03d}", args.max_steps, args.operator)
+                spec = TrialSpec(args.task, condition, args.seed + i, out_root / f"trial_{i:03d}", args.max_steps,
+                             args.operator, args.raw_frames)
                 r = run_franka_trial(spec, policy, metadata, settings, estop, label, takeover=takeover)
             print(f"[robot_client] trial {i}: {r.reason} label={label.label}", flush=True)
             if r.reason in ("estop", "interrupted"):

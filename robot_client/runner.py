@@ -31,6 +31,7 @@ class TrialSpec:
     out_dir: Path
     max_steps: int | None = None
     operator: str = ""
+    raw_frames: bool = False  # also keep lossless frames: rollouts meant as training data (DAgger, self-imitation)
 
 
 def camera_shapes(metadata: dict) -> dict[str, tuple[int, int]]:
@@ -129,7 +130,8 @@ def make_recorder(spec: TrialSpec, metadata: dict, shapes: dict, extra_meta: dic
         "control": dataclasses.asdict(cfg),  # execute_k, latency... the same checkpoint behaves differently under others
         **extra_meta,
     }
-    return EpisodeWriter(spec.out_dir, meta, shapes, fps=cfg.control_hz, resize_frames=resize_frames)
+    return EpisodeWriter(spec.out_dir, meta, shapes, fps=cfg.control_hz, save_raw_frames=spec.raw_frames,
+                         resize_frames=resize_frames)
 
 
 def fan_out(observers: list, method: str):

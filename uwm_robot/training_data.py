@@ -52,6 +52,8 @@ class TrainingEpisode:
     # window start -> (action_len, action_dim) model-space actions, un-normalised: the chunk served for
     # the observation at step start + 1 (chunk-labelled rollouts; None otherwise)
     chunk_actions: dict[int, np.ndarray] | None = None
+    # Frames decoded from the H.264 videos (no raw frames saved): lossy, unlike what the policy sees live
+    lossy_frames: bool = False
 
     @property
     def num_steps(self) -> int:
@@ -108,6 +110,7 @@ def read_episode(path: Path, cfg: ModelConfig, with_actions: bool = True, chunk_
         raise TrainingDataError(f"{path}: no camera(s) {missing}; the model needs {list(cfg.cameras)}, "
                                 f"the episode has {ep.cameras}")
     n = ep.num_steps
+    lossy = any(cam not in ep.raw_frames for cam in cfg.cameras)
     frames = {}
     for cam in cfg.cameras:
         f = np.asarray(ep.frames(cam)[:n])
@@ -142,7 +145,7 @@ def read_episode(path: Path, cfg: ModelConfig, with_actions: bool = True, chunk_
         if x.shape[1] != dim:
             raise TrainingDataError(f"{path}: state {key!r} is {x.shape[1]}-d, the model's low_dim says {dim}")
         state[key] = x
-    return TrainingEpisode(path, frames, actions, state, chunk_actions)
+    return TrainingEpisode(path, frames, actions, state, chunk_actions, lossy_frames=lossy)
 
 
 def fit_normalizer(episodes: list[TrainingEpisode], cfg: ModelConfig) -> NormalizerSet:

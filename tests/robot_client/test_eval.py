@@ -7,7 +7,9 @@ import sys
 import numpy as np
 import pytest
 
+from robot_client.cli import build_parser
 from robot_client.sim.object_log import load_object_state
+from uwm_robot.episode import decode_video, load_episode
 
 
 
@@ -24,7 +26,7 @@ def run_eval(ckpt, out, *extra):
 def test_eval_reports_resumes_and_reruns_unfinished_trials(tiny_checkpoint, tmp_path):
     out = tmp_path / "eval"
     first = run_eval(tiny_checkpoint, out, "--execute-k", "5", "--inpaint", "--samples", "3", "--coherent",
-                     "--noise-scale", "0.5", "--stall-noise-scale", "1", "--stall-execute-k", "9")
+                     "--noise-scale", "0.5", "--stall-noise-scale", "1", "--stall-execute-k", "9", "--raw-frames")
     assert first.count("[eval] rice_cooker") == 4
     for cond in ("ID", "C1"):
         for i in range(2):
@@ -47,6 +49,14 @@ def test_eval_reports_resumes_and_reruns_unfinished_trials(tiny_checkpoint, tmp_
             objects = load_object_state(trial)  # the sim's ground truth, step by step
             assert len(objects["t"]) == meta["num_steps"] and objects["cup"].shape == (meta["num_steps"], 3)
             assert np.all(np.abs(objects["lid_hinge"]) < 0.06)  # 12 ticks: still shut
+            # --raw-frames: the frames the policy saw, kept lossless beside the (lossy) H.264 video
+            episode = load_episode(trial, load_chunks=False)
+            assert meta["save_raw_frames"] is True and sorted(episode.raw_frames) == sorted(episode.cameras)
+            for cam in episode.cameras:
+                raw = np.asarray(episode.frames(cam), dtype=int)
+                video = np.stack(list(decode_video(episode.videos[cam], shape=episode.camera_shape(cam))))
+                assert raw.shape == video.shape == (meta["num_steps"], *episode.camera_shape(cam), 3)
+                assert np.abs(raw - video).mean() > 0.5  # yuv420p, crf 23: what training on the video alone sees
     report = (out / "report.md").read_text()
     assert "rice_cooker" in report and "C1" in report and "0/2" in report
     assert "actions executed per chunk (execute_k): 5" in report
@@ -101,3 +111,10 @@ def test_stall_execute_k_off_keeps_execute_k():
     for text in ("0", "17", "1.5", "long"):
         with pytest.raises(SystemExit, match=f"--stall-execute-k must be in 1..16 .* or 'off', got '{text}'"):
             _stall_execute_k(text)
+
+
+def test_rollouts_keep_only_their_videos_unless_asked():
+    """Raw frames cost 23 kB a tick at 56x72 (two cameras): kept for rollouts meant as training data only."""
+    parser = build_parser()
+    assert parser.parse_args(["eval"]).raw_frames is False and parser.parse_args(["run"]).raw_frames is False
+    assert parser.parse_args(["run", "--raw-frames"]).raw_frames is True

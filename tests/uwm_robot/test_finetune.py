@@ -357,3 +357,19 @@ def test_cli_passes_skip_unlabelled_windows_and_chunk_data(monkeypatch, tmp_path
         assert seen[-1].skip_unlabelled_windows is want
     ft.run(parser.parse_args(["--chunk-data", "r1", "r2", "--out", str(tmp_path)]))
     assert seen[-1].chunk_data == ("r1", "r2") and seen[-1].data == []
+
+
+def test_episodes_with_only_their_videos_are_flagged_lossy_and_warned_of(demo_root, init_ckpt, tmp_path, capsys):
+    """H.264 (yuv420p) frames are a few grey levels off what the policy sees live, and a few such episodes
+    cost a finetune dearly (docs/results.md session 41): they are read, marked, and named in a warning."""
+    video_only = write_synthetic_episode(tmp_path / "rollouts" / "trial_000", n_steps=24, camera_shapes=SHAPES,
+                                         save_raw_frames=False, no_action_steps=0)
+    episodes, _ = load_training_data([demo_root, tmp_path / "rollouts"], CFG)
+    assert [ep.lossy_frames for ep in episodes] == [False, False, True]
+    raw = episodes[0].frames[CFG.camera_names[0]]
+    assert raw.dtype == np.uint8 and raw.shape[1:3] == CFG.image_shape
+    finetune(small_run(tmp_path / "plain", [demo_root], init_ckpt, steps=1), progress=False)
+    assert "H.264" not in capsys.readouterr().out
+    finetune(small_run(tmp_path / "mixed", [demo_root, video_only], init_ckpt, steps=1), progress=False)
+    out = capsys.readouterr().out
+    assert "1 of 3 episodes (action-labelled ones) have only their H.264 videos" in out and "--raw-frames" in out
