@@ -207,7 +207,7 @@ def finetune(cfg: FinetuneConfig, progress: bool = True) -> Path:
 
     lossy = [ep for ep in episodes if ep.lossy_frames and (ep.actions is not None or ep.chunk_actions)]
     if lossy:
-        # Session 41 (docs/results.md): 13 such episodes among 60 raw demos took a policy from 14/20 to 9/42.
+        # Lossy training frames are not what the policy sees live (docs/results.md session 41 measures the gap).
         say(f"WARNING: {len(lossy)} of {len(episodes)} episodes (action-labelled ones) have only their H.264 videos "
             f"(e.g. {lossy[0].path}): lossy frames (yuv420p), a few grey levels off what the policy sees live. "
             f"Record rollouts meant for training with `robot_client run|eval --raw-frames`")

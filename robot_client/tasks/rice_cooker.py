@@ -187,7 +187,12 @@ def rice_cooker_plan(env, first_grasp_offset: np.ndarray | None = None, approach
     held = held_object(env) if resume else None
     steer_onto_cup = (resume and held is None and lid_angle(world) >= STAYS_OPEN_ANGLE and not cup_in_cavity(world)
                       and hand_over_cup(world))
-    if resume and held is None and not steer_onto_cup:
+    # A lid that fell shut before the cup, the empty hand above it: the first stage from where the hand is, as a
+    # demo starts it. Rising to the clear height turned to the cup grip first labelled the view every trial
+    # starts from with "turn away from the bar grip"; copied, the hand hovered above the lid (session 41).
+    reopen_from_here = (resume and held is None and lid_angle(world) < FELL_SHUT_ANGLE and not cup_in_cavity(world)
+                        and tcp_position(world)[2] >= bar_position(cooker, 0.0)[2] + ABOVE[2])
+    if resume and held is None and not steer_onto_cup and not reopen_from_here:
         # Clear of whatever the hand is near before travelling: open, then up.
         tcp = tcp_position(world)
         yield Gripper("goto", CUP_OPEN_WIDTH)

@@ -360,8 +360,8 @@ def test_cli_passes_skip_unlabelled_windows_and_chunk_data(monkeypatch, tmp_path
 
 
 def test_episodes_with_only_their_videos_are_flagged_lossy_and_warned_of(demo_root, init_ckpt, tmp_path, capsys):
-    """H.264 (yuv420p) frames are a few grey levels off what the policy sees live, and a few such episodes
-    cost a finetune dearly (docs/results.md session 41): they are read, marked, and named in a warning."""
+    """H.264 (yuv420p) frames are a few grey levels off what the policy sees live (docs/results.md session
+    41): such episodes are read, marked, and named in a warning."""
     video_only = write_synthetic_episode(tmp_path / "rollouts" / "trial_000", n_steps=24, camera_shapes=SHAPES,
                                          save_raw_frames=False, no_action_steps=0)
     episodes, _ = load_training_data([demo_root, tmp_path / "rollouts"], CFG)
