@@ -120,9 +120,9 @@ class RiceCookerTask(Task):
         First of all: a lid that fell shut again before the cup was in (a quarter of the committed policy's
         trials, docs/results.md session 40), which policies reopen late or never."""
         world = env.world
-        in_pot = cup_in_cavity(world)
-        if env.success.stage >= 1 and lid_angle(world) < FELL_SHUT_ANGLE and not in_pot and held_object(env) != "bar":
+        if env.success.stage >= 1 and lid_down_before_the_cup(world) and held_object(env) != "bar":
             return f"lid fell shut ({lid_angle(world):.2f} rad) before the cup was in"
+        in_pot = cup_in_cavity(world)
         tcp, cup = tcp_position(world), cup_position(world)
         offset = float(np.linalg.norm(tcp[:2] - cup[:2]))
         width = env.gripper.get_state().width
@@ -190,7 +190,7 @@ def rice_cooker_plan(env, first_grasp_offset: np.ndarray | None = None, approach
     # A lid that fell shut before the cup, the empty hand above it: the first stage from where the hand is, as a
     # demo starts it. Rising to the clear height turned to the cup grip first labelled the view every trial
     # starts from with "turn away from the bar grip"; copied, the hand hovered above the lid (session 41).
-    reopen_from_here = (resume and held is None and lid_angle(world) < FELL_SHUT_ANGLE and not cup_in_cavity(world)
+    reopen_from_here = (resume and held is None and lid_down_before_the_cup(world)
                         and tcp_position(world)[2] >= bar_position(cooker, 0.0)[2] + ABOVE[2])
     if resume and held is None and not steer_onto_cup and not reopen_from_here:
         # Clear of whatever the hand is near before travelling: open, then up.
@@ -203,6 +203,12 @@ def rice_cooker_plan(env, first_grasp_offset: np.ndarray | None = None, approach
         yield from _cup_into_pot(env, cooker, first_grasp_offset, approach_offset, holding_cup=held == "cup",
                                  from_where_it_is=steer_onto_cup)
     yield from _close_lid(world, cooker)
+
+
+def lid_down_before_the_cup(world) -> bool:
+    """The lid is down (below FELL_SHUT_ANGLE) with the cup still out of the pot: as every trial starts, or,
+    once it was opened, fallen shut again."""
+    return lid_angle(world) < FELL_SHUT_ANGLE and not cup_in_cavity(world)
 
 
 def hand_over_cup(world) -> bool:
