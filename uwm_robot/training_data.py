@@ -54,6 +54,9 @@ class TrainingEpisode:
     chunk_actions: dict[int, np.ndarray] | None = None
     # Frames decoded from the H.264 videos (no raw frames saved): lossy, unlike what the policy sees live
     lossy_frames: bool = False
+    # Cut short mid-task (scripts/cut_takeovers.py): what follows its last step is unknown, so the
+    # final action may not be repeated past the end as a label ("stop here")
+    ends_mid_task: bool = False
 
     @property
     def num_steps(self) -> int:
@@ -145,7 +148,8 @@ def read_episode(path: Path, cfg: ModelConfig, with_actions: bool = True, chunk_
         if x.shape[1] != dim:
             raise TrainingDataError(f"{path}: state {key!r} is {x.shape[1]}-d, the model's low_dim says {dim}")
         state[key] = x
-    return TrainingEpisode(path, frames, actions, state, chunk_actions, lossy_frames=lossy)
+    return TrainingEpisode(path, frames, actions, state, chunk_actions, lossy_frames=lossy,
+                           ends_mid_task="cut_from" in ep.meta)
 
 
 def fit_normalizer(episodes: list[TrainingEpisode], cfg: ModelConfig) -> NormalizerSet:
@@ -328,7 +332,8 @@ class WindowDataset:
 
 def labelled_windows(ep: TrainingEpisode, action_len: int) -> np.ndarray:
     """(N,) bool: window start s in [-1, N-2] has all its `action_len` actions (steps s+1..., the last
-    step repeated past the end) labelled, or a served chunk (chunk-labelled rollouts)."""
+    step repeated past the end, unless the episode ends mid-task) labelled, or a served chunk
+    (chunk-labelled rollouts)."""
     if ep.chunk_actions:  # `chunk_labels` keeps only chunks observed at a recorded step: starts -1 .. N-2
         out = np.zeros(ep.num_steps, dtype=bool)
         out[np.fromiter(ep.chunk_actions, dtype=np.int64) + 1] = True
@@ -336,7 +341,8 @@ def labelled_windows(ep: TrainingEpisode, action_len: int) -> np.ndarray:
     if ep.actions is None:
         return np.zeros(ep.num_steps, dtype=bool)
     finite = np.isfinite(ep.actions).all(axis=1)
-    padded = np.concatenate([finite, np.repeat(finite[-1:], action_len)])
+    past_end = finite[-1:] & (not ep.ends_mid_task)
+    padded = np.concatenate([finite, np.repeat(past_end, action_len)])
     return np.lib.stride_tricks.sliding_window_view(padded, action_len)[:ep.num_steps].all(axis=1)
 
 

@@ -202,6 +202,22 @@ def test_takeover_episodes_label_the_policy_only_with_the_operators_steps(init_c
         WindowDataset(episodes, latents, CFG, normalizer, skip_unlabelled=True)
 
 
+def test_an_episode_cut_mid_task_does_not_teach_stopping_at_its_end(tmp_path):
+    """A whole episode ends at rest: its last windows repeat the final action past the end. A takeover cut
+    short after the lid's pull (scripts/cut_takeovers.py) does not; repeating its last action would label
+    "hold still with the lid just opened", so only the windows whose 16 actions it recorded are labelled."""
+    from uwm_robot.training_data import labelled_windows
+
+    paths = [write_synthetic_episode(tmp_path / name, n_steps=24, camera_shapes=SHAPES, save_raw_frames=True,
+                                     no_action_steps=0, metadata=meta)
+             for name, meta in (("whole", None), ("cut", {"cut_from": {"path": "round/trial_005", "num_steps": 90}}))]
+    (whole, cut), _ = load_training_data(paths, CFG)
+    assert not whole.ends_mid_task and cut.ends_mid_task
+    assert labelled_windows(whole, CFG.action_len).all()
+    # starts -1 .. 22; the last whose actions (start+1 .. start+16) are all recorded starts at 7
+    assert labelled_windows(cut, CFG.action_len).tolist() == [start <= 7 for start in range(-1, 23)]
+
+
 def test_a_trial_an_expert_led_labels_only_its_takeover_steps_or_none(tmp_path):
     """A round whose expert led each trial to a stage (`--takeover-lead-until`): the lead and the policy's
     steps are untagged; with no takeover in the trial nothing in it is a label (not the executed steps)."""
