@@ -215,9 +215,10 @@ def finetune(cfg: FinetuneConfig, progress: bool = True) -> Path:
     def autocast():
         return torch.autocast(device.type, dtype=torch.bfloat16) if use_bf16 else contextlib.nullcontext()
 
-    # One process encodes the latents, the others read its cache.
+    # One process encodes the latents, the others read its cache. In full precision: the cache is made
+    # once, and bf16 convolutions on a CPU without bf16 units ran 10x slower (docs/results.md, session 43).
     if dist_info.main:
-        with autocast():
+        with torch.autocast(device.type, enabled=False):
             latents = cached_latents(model, model_cfg, episodes, out / "latent_cache.pt", device,
                                      progress=lambda x: bar(x, desc="caching VAE latents", unit="ep"))
     barrier(dist_info)

@@ -280,6 +280,11 @@ def test_finetuned_checkpoint_round_trips_through_the_server(demo_root, init_ckp
     ckpt = finetune(small_run(out, [demo_root], init_ckpt, steps=2, fp16_checkpoint=True, amp="bf16"), progress=False)
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert len(rows) == 2 and all(np.isfinite(r["loss"]) and r["loss"] > 0 for r in rows)
+    # ... but encodes its latent cache in full precision (bf16 convolutions are 10x slower on such CPUs)
+    episodes, _ = load_training_data([demo_root], CFG)
+    fp32 = cached_latents(load_checkpoint(init_ckpt).model, CFG, episodes, tmp_path / "fp32.pt", torch.device("cpu"))
+    cached = torch.load(out / "latent_cache.pt", weights_only=True)["latents"]
+    assert all(torch.equal(cached[key][0], mean) for key, (mean, _) in fp32.items())
     local = UWMPolicy.load(ckpt)
     with LocalServer(ckpt) as srv, PolicyClient(srv.address, timeout_s=60) as client:
         meta = client.hello()
