@@ -1,6 +1,7 @@
 """Copies of expert-takeover trials cut where the expert let go of the lid's bar at the stop (run 39).
 
     python scripts/cut_takeovers.py OUT ROUND... [--reason rolled] [--max-pull-ticks 60] [--after-release 5]
+                                    [--unlabel-near-cup 0.15]
 
 For each trial of the ROUND directories (`robot_client run --takeover expert`) that succeeded and whose
 first takeover's reason contains REASON, OUT gets a copy holding only the steps up to AFTER_RELEASE ticks
@@ -8,6 +9,9 @@ after the expert opened the fingers with the lid past PULLED (1.6 rad). Finetune
 `uwm_robot finetune --data OUT --skip-unlabelled-windows`, only the expert's turn back and pull label
 actions; the policy's own steps before the takeover are left out. Takeovers whose pull took more than
 MAX_PULL_TICKS to get past PULLED are left out too: their labels are mostly the expert fighting the lid.
+With --unlabel-near-cup R, the takeover's first steps, until the hand is first more than R (m, across the
+table) from the cup, label nothing either: a lid that fell while the hand was over the cup would otherwise
+teach "leave the cup" in the view where every demo goes down to grasp it (session 45).
 """
 from __future__ import annotations
 
@@ -44,14 +48,29 @@ def cut_at(episode, lid: np.ndarray, max_pull_ticks: int, after_release: int) ->
     return min(episode.num_steps, pulled + int(opened[0]) + after_release)
 
 
-def copy_cut(episode, objects: dict[str, np.ndarray], dst: Path, n: int) -> None:
-    """The episode's first n steps as an episode of its own: steps, videos (read back up to num_steps), raw
-    frames, its object state `objects`; the meta says where it was cut from."""
+def near_cup_steps(episode, cup: np.ndarray, radius: float) -> np.ndarray:
+    """(N,) bool: the takeover's steps before the hand first gets more than `radius` (m, in x-y) from the cup."""
+    steps = episode.steps
+    taken = int(np.argmax(steps["intervention"]))
+    far = np.linalg.norm(steps["ee_pos"][taken:, :2] - cup[taken:, :2], axis=1) > radius
+    away = taken + (int(np.argmax(far)) if far.any() else len(far))
+    out = np.zeros(episode.num_steps, dtype=bool)
+    out[taken:away] = True
+    return out
+
+
+def copy_cut(episode, objects: dict[str, np.ndarray], dst: Path, n: int, unlabel: np.ndarray | None = None) -> None:
+    """The episode's first n steps as an episode of its own: steps (those marked in `unlabel` no longer the
+    operator's), videos (read back up to num_steps), raw frames, its object state `objects`; the meta says
+    where it was cut from."""
     src, meta = Path(episode.path), dict(episode.meta)
     dst.mkdir(parents=True)
-    record = schema_dtype(meta["schema"]).itemsize
+    dtype = schema_dtype(meta["schema"])
     with open(src / STEPS_FILE, "rb") as f:
-        (dst / STEPS_FILE).write_bytes(f.read(n * record))
+        records = np.frombuffer(f.read(n * dtype.itemsize), dtype=dtype).copy()
+    if unlabel is not None:
+        records["intervention"][unlabel[:n]] = False
+    (dst / STEPS_FILE).write_bytes(records.tobytes())
     for folder in ("videos", "raw"):
         if (src / folder).is_dir():
             shutil.copytree(src / folder, dst / folder)
@@ -72,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--reason", default="rolled", help="a substring of the first takeover's reason")
     p.add_argument("--max-pull-ticks", type=int, default=60)
     p.add_argument("--after-release", type=int, default=5)
+    p.add_argument("--unlabel-near-cup", type=float, default=None, metavar="R",
+                   help="leave the takeover's steps unlabelled until the hand is more than R m (x-y) from the cup")
     args = p.parse_args(argv)
     kept = 0
     for trial in sorted(d for root in args.rounds for d in root.iterdir() if is_episode_dir(d)):
@@ -85,8 +106,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{trial}: left out (the pull did not pass {PULLED} rad within {args.max_pull_ticks} ticks)")
             continue
         dst = args.out / f"{trial.parent.name}_{trial.name}"
-        copy_cut(episode, objects, dst, n)
-        labelled = int(episode.steps["intervention"][:n].sum())
+        unlabel = None if args.unlabel_near_cup is None else near_cup_steps(episode, objects["cup"], args.unlabel_near_cup)
+        copy_cut(episode, objects, dst, n, unlabel)
+        labelled = int(load_episode(dst, load_chunks=False).steps["intervention"].sum())
         print(f"{trial}: {n} of {episode.num_steps} steps kept, {labelled} of them the expert's -> {dst}")
         kept += 1
     print(f"{kept} episodes in {args.out}")
