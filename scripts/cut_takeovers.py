@@ -59,17 +59,16 @@ def near_cup_steps(episode, cup: np.ndarray, radius: float) -> np.ndarray:
     return out
 
 
-def copy_cut(episode, objects: dict[str, np.ndarray], dst: Path, n: int, unlabel: np.ndarray | None = None) -> None:
-    """The episode's first n steps as an episode of its own: steps (those marked in `unlabel` no longer the
-    operator's), videos (read back up to num_steps), raw frames, its object state `objects`; the meta says
-    where it was cut from."""
+def copy_cut(episode, objects: dict[str, np.ndarray], dst: Path, n: int, intervention: np.ndarray) -> None:
+    """The episode's first n steps as an episode of its own: steps (`intervention`, (n,) bool, saying which
+    are the operator's), videos (read back up to num_steps), raw frames, its object state `objects`; the
+    meta says where it was cut from."""
     src, meta = Path(episode.path), dict(episode.meta)
     dst.mkdir(parents=True)
     dtype = schema_dtype(meta["schema"])
     with open(src / STEPS_FILE, "rb") as f:
         records = np.frombuffer(f.read(n * dtype.itemsize), dtype=dtype).copy()
-    if unlabel is not None:
-        records["intervention"][unlabel[:n]] = False
+    records["intervention"] = intervention
     (dst / STEPS_FILE).write_bytes(records.tobytes())
     for folder in ("videos", "raw"):
         if (src / folder).is_dir():
@@ -106,10 +105,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{trial}: left out (the pull did not pass {PULLED} rad within {args.max_pull_ticks} ticks)")
             continue
         dst = args.out / f"{trial.parent.name}_{trial.name}"
-        unlabel = None if args.unlabel_near_cup is None else near_cup_steps(episode, objects["cup"], args.unlabel_near_cup)
-        copy_cut(episode, objects, dst, n, unlabel)
-        labelled = int(load_episode(dst, load_chunks=False).steps["intervention"].sum())
-        print(f"{trial}: {n} of {episode.num_steps} steps kept, {labelled} of them the expert's -> {dst}")
+        expert = episode.steps["intervention"][:n].astype(bool)
+        if args.unlabel_near_cup is not None:
+            expert &= ~near_cup_steps(episode, objects["cup"], args.unlabel_near_cup)[:n]
+        copy_cut(episode, objects, dst, n, expert)
+        print(f"{trial}: {n} of {episode.num_steps} steps kept, {int(expert.sum())} of them the expert's -> {dst}")
         kept += 1
     print(f"{kept} episodes in {args.out}")
     return 0
