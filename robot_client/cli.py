@@ -312,7 +312,7 @@ def cmd_teleop(args: argparse.Namespace) -> int:
 
         import_polymetis()  # fail early, with its install message
     options = {"practice_miss_prob": args.practice_misses, "off_centre_prob": args.off_centre_approaches,
-               "action_noise": args.action_noise}
+               "lid_slip_prob": args.lid_slips, "action_noise": args.action_noise}
     device = make_device(args.device, **{k: v for k, v in options.items() if v})
     out = Path(args.out) if args.out else Path("demos") / args.task / time.strftime("%Y%m%d-%H%M%S")
     cameras = tuple(args.cameras.split(",")) if args.cameras else None
@@ -435,6 +435,9 @@ def build_parser() -> argparse.ArgumentParser:
     tp.add_argument("--off-centre-approaches", type=float, default=0.0, metavar="P",
                     help="--device expert: fraction of demos whose hand arrives 1.5-4 cm off centre above the "
                          "cup and steers back onto it on the way down (correction data; rice_cooker)")
+    tp.add_argument("--lid-slips", type=float, default=0.0, metavar="P",
+                    help="--device expert: fraction of demos whose lid's bar slips out of the fingers mid-pull; "
+                         "the lid falls shut and the expert reopens it (recovery data; rice_cooker)")
     tp.add_argument("--action-noise", type=float, default=0.0, metavar="SIGMA",
                     help="--device expert: now and then push the arm off course by SIGMA (fraction of full scale) "
                          "for 2 ticks, while the demo records the expert's own corrective action (DART-style)")

@@ -137,13 +137,18 @@ class RiceCookerTask(Task):
         return None
 
     def expert(self, env, practice_miss_prob: float = 0.0, off_centre_prob: float = 0.0,
-               resume: bool = False) -> ScriptedExpert:
+               lid_slip_prob: float = 0.0, resume: bool = False) -> ScriptedExpert:
         """`resume`: plan from the scene as it is now (an expert taking over from a policy mid-trial).
         Chances (per seed, reproducibly) of two deliberate errors in a random direction:
         `practice_miss_prob`: the first cup grasp is aimed 2.5-4 cm off, so the demo shows what a policy needs after
         its own miss: re-open, re-aim, grasp again. `off_centre_prob`: the hand arrives above the cup 1.5-4 cm
-        off centre and steers back onto it while going down, as a policy must when its approach is off."""
-        for name, p in (("practice_miss_prob", practice_miss_prob), ("off_centre_prob", off_centre_prob)):
+        off centre and steers back onto it while going down, as a policy must when its approach is off.
+        `lid_slip_prob`: the bar slips out of the fingers mid-pull (at SLIP_ANGLES) and the lid falls shut with
+        the cup still on the table, as it does in a quarter of a policy's trials; the expert reopens it from
+        where its hand is, so the demo shows the reopening a policy needs (the sim lets the bar through the
+        fingers for that fall; the recorded actions stay the expert's own)."""
+        for name, p in (("practice_miss_prob", practice_miss_prob), ("off_centre_prob", off_centre_prob),
+                        ("lid_slip_prob", lid_slip_prob)):
             if not 0.0 <= p <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {p}")
         rng = np.random.default_rng([env.seed, 1])
@@ -156,7 +161,9 @@ class RiceCookerTask(Task):
 
         miss = maybe_offset(practice_miss_prob, 0.025)
         approach = maybe_offset(off_centre_prob, 0.015)
-        return ScriptedExpert(env, rice_cooker_plan(env, first_grasp_offset=miss, approach_offset=approach, resume=resume))
+        slip_at = rng.uniform(*SLIP_ANGLES) if rng.random() < lid_slip_prob else None  # drawn last: older demos keep theirs
+        return ScriptedExpert(env, rice_cooker_plan(env, first_grasp_offset=miss, approach_offset=approach,
+                                                    slip_at=slip_at, resume=resume))
 
 
 GRASP_ATTEMPTS = 3
@@ -174,11 +181,16 @@ EMPTY_WIDTH = 0.008  # m: fingers closed on nothing (the lid's bar holds them 1.
 BAR_ROLL_LIMIT = np.radians(4.0)
 FELL_SHUT_ANGLE = 0.3  # rad: a lid once opened and now below this fell shut (gravity takes it down from 1.3)
 CUP_WIDTH, BAR_WIDTH = 0.05, 0.016
+# Where a demo's bar slips: at the first pull waypoint (0.19 rad apart) past an angle drawn from this range
+# (rad). Policies' bars slipped near 1.2 (session 36); a slip from 1.25 up leaves the lid held open by the
+# hinge's friction, and lower slips spread the reopenings' starting views.
+SLIP_ANGLES = (0.6, 1.0)
 
 
 def rice_cooker_plan(env, first_grasp_offset: np.ndarray | None = None, approach_offset: np.ndarray | None = None,
-                     resume: bool = False):
-    """The whole task; `resume`: only the stages the scene still needs (an expert taking over mid-trial)."""
+                     slip_at: float | None = None, resume: bool = False):
+    """The whole task; `resume`: only the stages the scene still needs (an expert taking over mid-trial);
+    `slip_at`: the lid angle where the bar slips out of the fingers on the first pull."""
     world = env.world
     cooker = cooker_position(world)
     if resume and cup_in_cavity(world):
@@ -198,7 +210,7 @@ def rice_cooker_plan(env, first_grasp_offset: np.ndarray | None = None, approach
         yield Gripper("goto", CUP_OPEN_WIDTH)
         yield Move(np.array([tcp[0], tcp[1], max(tcp[2], CLEAR_HEIGHT)]), CUP_GRIP, speed=0.5, tol=0.02, rot_tol=0.3)
     if not resume or lid_angle(world) < STAYS_OPEN_ANGLE:  # past "lid opened" (1.2 rad) a lid let go of may creep shut
-        yield from _open_lid(env, cooker, holding_bar=held == "bar")
+        yield from _open_lid(env, cooker, holding_bar=held == "bar", slip_at=slip_at)
     if not resume or not cup_in_cavity(world):
         yield from _cup_into_pot(env, cooker, first_grasp_offset, approach_offset, holding_cup=held == "cup",
                                  from_where_it_is=steer_onto_cup)
@@ -258,13 +270,14 @@ LID_ATTEMPTS = 3
 OPENED_ANGLE = LID_STOP - 0.15  # a pull that ends short of this did not reach the stop: the lid will creep shut
 
 
-def _open_lid(env, cooker, holding_bar: bool = False):
+def _open_lid(env, cooker, holding_bar: bool = False, slip_at: float | None = None):
     """By its bar, along the hinge arc, to PULL_TO; `holding_bar`: pull on from where the lid is. A
     takeover may find the lid left part way open (hinge friction holds it from about 1.3 rad): the bar
     is then grasped where it is. A bar that slips out of the fingers mid-pull (a takeover from a hand
     rolled about it), or a pull that ends short of the stop, is grasped again where the lid is: letting
     go there lets the lid fall shut, and the cup then goes onto the closed lid."""
     world = env.world
+    restore_bar = None
     for attempt in range(LID_ATTEMPTS):
         if attempt and lid_angle(world) >= OPENED_ANGLE:
             return
@@ -287,6 +300,8 @@ def _open_lid(env, cooker, holding_bar: bool = False):
         yield Gripper("grasp", BAR_WIDTH, epsilon=0.01)  # holding: re-asserted, as the takeover's command starts open
         slipped = False
         for angle in np.linspace(start, PULL_TO, 10)[1:]:
+            if attempt == 0 and slip_at is not None and restore_bar is None and lid_angle(world) >= slip_at:
+                restore_bar = _let_the_bar_slip(world)
             # Checked every tick: pulling on at a bar that has gone presses the empty hand against the lid.
             yield Move(bar_position(cooker, angle) + grip, BAR_GRIP, speed=0.35, tol=0.012, rot_tol=0.1,
                        via=angle < OPEN_ANGLE, abandon_if=lambda: _bar_lost(env))
@@ -299,7 +314,22 @@ def _open_lid(env, cooker, holding_bar: bool = False):
             yield Move(tcp + ABOVE, BAR_GRIP, speed=0.3, tol=0.01, rot_tol=0.3)
         else:  # leave upward, along the lid plane: moving toward the robot would push the lid shut
             yield Move(bar_position(cooker, PULL_TO) + ABOVE, BAR_GRIP, speed=0.3, tol=0.01)
+        if restore_bar is not None:  # the hand is up, clear of the fallen bar
+            restore_bar()
         holding_bar = False
+
+
+def _let_the_bar_slip(world):
+    """A demo's slip: the bar stops colliding, so the closed fingers let it go and the lid falls.
+    Returns what restores its contacts."""
+    model, bar = world.model, world.model.geom("lid_bar").id
+    saved = model.geom_contype[bar], model.geom_conaffinity[bar]
+    model.geom_contype[bar] = model.geom_conaffinity[bar] = 0
+
+    def restore() -> None:
+        model.geom_contype[bar], model.geom_conaffinity[bar] = saved
+
+    return restore
 
 
 def _bar_lost(env) -> bool:

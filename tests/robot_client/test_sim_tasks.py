@@ -106,6 +106,38 @@ def test_rice_cooker_expert_steers_back_from_an_off_centre_approach():
         env.task.expert(env, off_centre_prob=-0.1)
 
 
+def _lid_angles(lid_slip_prob: float) -> tuple[bool, np.ndarray, tuple]:
+    """(success, the lid angle every tick, the bar's contact type and affinity at the end)."""
+    from robot_client.tasks.rice_cooker import lid_angle
+
+    with SimEnv("rice_cooker", seed=COMPARE_SEED, camera_names=()) as env:
+        angles = []
+        result = env.task.expert(env, lid_slip_prob=lid_slip_prob).run(
+            on_step=lambda step, action: angles.append(lid_angle(env.world)))
+        bar = env.world.model.geom("lid_bar").id
+        contact = (int(env.world.model.geom_contype[bar]), int(env.world.model.geom_conaffinity[bar]))
+    return result.success, np.array(angles), contact
+
+
+def test_rice_cooker_expert_reopens_a_lid_whose_bar_slipped_mid_pull():
+    """A slip demo: the lid, pulled past SLIP_ANGLES' low end, falls shut with the cup still out, and the
+    expert opens it again and finishes; the plain demo's lid never falls; the bar collides again after."""
+    from robot_client.tasks.rice_cooker import FELL_SHUT_ANGLE, SLIP_ANGLES
+
+    plain_ok, plain, plain_contact = _lid_angles(0.0)
+    slip_ok, slip, slip_contact = _lid_angles(1.0)
+    assert plain_ok and slip_ok
+    assert plain_contact == slip_contact == (1, 3)
+
+    def falls(angles):  # ticks where a lid once past the low end of SLIP_ANGLES is shut again
+        return np.flatnonzero((angles < FELL_SHUT_ANGLE) & (np.maximum.accumulate(angles) > SLIP_ANGLES[0]))
+
+    fell = falls(slip)
+    assert fell.size and slip[:fell[0]].max() < 1.25  # it fell from mid-pull, not from the open stop
+    assert slip[fell[0]:].max() > 1.6  # reopened to the stop
+    assert falls(plain).size == 0 or plain[:falls(plain)[0]].max() > 1.6  # plain: shut only by the final close
+
+
 def _off_course_calls(**expert_options) -> list[str]:
     """What `RiceCookerTask.off_course` says during an expert demo (seed 0), tick by tick."""
     with SimEnv("rice_cooker", seed=0, camera_names=()) as env:
