@@ -136,6 +136,8 @@ def test_rice_cooker_expert_reopens_a_lid_whose_bar_slipped_mid_pull():
     assert fell.size and slip[:fell[0]].max() < 1.25  # it fell from mid-pull, not from the open stop
     assert slip[fell[0]:].max() > 1.6  # reopened to the stop
     assert falls(plain).size == 0 or plain[:falls(plain)[0]].max() > 1.6  # plain: shut only by the final close
+    with SimEnv("rice_cooker", seed=0, camera_names=()) as env, pytest.raises(ValueError, match="lid_slip_prob"):
+        env.task.expert(env, lid_slip_prob=1.5)
 
 
 def _off_course_calls(**expert_options) -> list[str]:
