@@ -51,6 +51,11 @@ class TeleopDevice:
         """'save' / 'discard' when the device itself ends the episode (the expert), else None."""
         return None
 
+    def labels(self) -> bool | None:
+        """Whether this tick's action labels the demo; None: every tick does (nothing is tagged). A demo
+        with unlabelled ticks tags its labels `intervention`, and training leaves the others unlabelled."""
+        return None
+
     def key_handlers(self) -> dict:
         return {}
 
@@ -120,6 +125,9 @@ class ExpertDevice(TeleopDevice):
         pushed = np.array(action, dtype=float)
         pushed[:3] = np.clip(pushed[:3] + self._push, -1.0, 1.0)
         return pushed
+
+    def labels(self) -> bool | None:
+        return self.expert.labelling if self.expert.marks_labels else None
 
     def finished(self) -> str | None:
         if self.env.check_success():
@@ -281,7 +289,9 @@ def record_demo(env_robot, env_gripper, cameras: dict, clock, device: TeleopDevi
         if not command.hold:
             gripper_sent = send_gripper(env_gripper, command.gripper, gripper_sent, max_width, gripper_speed,
                                         gripper_force)
-        writer.on_step(StepRecord(t, q, ee_pos, ee_quat, float(g_state.width), command, action, -1, -1, False), frames)
+        labelled = device.labels()
+        writer.on_step(StepRecord(t, q, ee_pos, ee_quat, float(g_state.width), command, action, -1, -1, False,
+                                  intervention=bool(labelled)), frames)
         decided = events.take() or device.finished()
         if decided:
             decision = decided

@@ -88,6 +88,13 @@ class Hold:
 
 
 @dataclass
+class Labels:
+    """Whether the expert's ticks from here on label a demo; False: the sim is perturbing the scene (a
+    demo's slip), and a policy must not learn what the expert does until it is over. Taken at once."""
+    on: bool
+
+
+@dataclass
 class ExpertResult:
     success: bool
     steps: int
@@ -98,8 +105,11 @@ class ExpertResult:
 class ScriptedExpert:
     """Runs `task_plan(env)` (a generator of Move/Gripper/Hold) one control tick at a time."""
 
-    def __init__(self, env, plan, actuate: bool = True) -> None:
+    def __init__(self, env, plan, actuate: bool = True, marks_labels: bool = False) -> None:
         self.env = env
+        # marks_labels: the plan yields Labels, so a demo tags which of its ticks label the policy
+        self.marks_labels = marks_labels
+        self.labelling = True
         # actuate=False: only return the DROID action; the caller executes it (the teleop
         # recorder sends it through the policy's own action path, so demos match deployment).
         self.actuate = actuate
@@ -117,6 +127,9 @@ class ScriptedExpert:
 
     def _next_segment(self) -> None:
         self.segment = next(self.plan, None)
+        while isinstance(self.segment, Labels):
+            self.labelling = self.segment.on
+            self.segment = next(self.plan, None)
         self._segment_start = self.clock.now()
         self._gripper_sent = False
         if self.segment is None:

@@ -6,7 +6,7 @@ from scipy.spatial.transform import Rotation
 
 from robot_client.ik import rotation_error
 from robot_client.tasks.base import SuccessCheck, Task, set_body_pos, set_free_body_pose
-from robot_client.tasks.expert import Gripper, Hold, Move, ScriptedExpert, hand_from_link8, topdown
+from robot_client.tasks.expert import Gripper, Hold, Labels, Move, ScriptedExpert, hand_from_link8, topdown
 
 HINGE_OFFSET = np.array([0.11, 0.0, 0.14])  # hinge (back edge of the lid) in the cooker frame
 BAR_IN_LID = np.array([-0.2, 0.0, 0.055])  # handle bar in the lid frame
@@ -163,7 +163,7 @@ class RiceCookerTask(Task):
         approach = maybe_offset(off_centre_prob, 0.015)
         slip_at = rng.uniform(*SLIP_ANGLES) if rng.random() < lid_slip_prob else None  # drawn last: older demos keep theirs
         return ScriptedExpert(env, rice_cooker_plan(env, first_grasp_offset=miss, approach_offset=approach,
-                                                    slip_at=slip_at, resume=resume))
+                                                    slip_at=slip_at, resume=resume), marks_labels=slip_at is not None)
 
 
 GRASP_ATTEMPTS = 3
@@ -302,6 +302,8 @@ def _open_lid(env, cooker, holding_bar: bool = False, slip_at: float | None = No
         for angle in np.linspace(start, PULL_TO, 10)[1:]:
             if attempt == 0 and slip_at is not None and restore_bar is None and lid_angle(world) >= slip_at:
                 restore_bar = _let_the_bar_slip(world)
+                # Until the bar slips the view is a plain pull's: a chunk from there must not say "let go".
+                yield Labels(False)
             # Checked every tick: pulling on at a bar that has gone presses the empty hand against the lid.
             yield Move(bar_position(cooker, angle) + grip, BAR_GRIP, speed=0.35, tol=0.012, rot_tol=0.1,
                        via=angle < OPEN_ANGLE, abandon_if=lambda: _bar_lost(env))
@@ -314,8 +316,9 @@ def _open_lid(env, cooker, holding_bar: bool = False, slip_at: float | None = No
             yield Move(tcp + ABOVE, BAR_GRIP, speed=0.3, tol=0.01, rot_tol=0.3)
         else:  # leave upward, along the lid plane: moving toward the robot would push the lid shut
             yield Move(bar_position(cooker, PULL_TO) + ABOVE, BAR_GRIP, speed=0.3, tol=0.01)
-        if restore_bar is not None:  # the hand is up, clear of the fallen bar
+        if restore_bar is not None:  # the hand is up, clear of the fallen bar: the reopening is labelled
             restore_bar()
+            yield Labels(True)
         holding_bar = False
 
 

@@ -163,3 +163,20 @@ def test_expert_pushes_run_but_the_demo_records_the_experts_correction(tmp_path)
     assert np.allclose(ran[~pushed], label[~pushed])  # rotation, gripper and unpushed ticks run as labelled
     with pytest.raises(ValueError, match="action_noise"):
         ExpertDevice(action_noise=1.5)
+
+
+def test_a_slip_demo_tags_the_experts_labels_and_leaves_the_slip_unlabelled(tmp_path):
+    """`--lid-slips`: the ticks from the slip until the hand is up are not labels (a chunk from a pull's view
+    must not say "let go"); every other tick is tagged `intervention`, the expert's label, as a takeover's
+    are, so training leaves the slip's ticks unlabelled. A plain demo tags nothing."""
+    results = collect_sim_demos("rice_cooker", ExpertDevice(lid_slip_prob=1.0), tmp_path, episodes=1, seed=1,
+                                camera_shape=(24, 32), cameras=("wrist_image_left",), save_raw_frames=False,
+                                max_attempts=1)
+    assert len(results) == 1 and results[0].saved, results
+    ep = load_episode(results[0].path)
+    labelled = ep.steps["intervention"].astype(bool)
+    gap = np.flatnonzero(~labelled)
+    assert gap.size and np.all(np.diff(gap) == 1)  # one span
+    assert 50 < gap[0] and 5 < gap.size < 60 and labelled[gap[-1] + 1:].all()
+    assert ep.steps["gripper_width"][gap].min() < 0.008  # the fingers closed on nothing inside it
+    assert ep.meta["expert_options"] == {"lid_slip_prob": 1.0}
