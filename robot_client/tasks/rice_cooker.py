@@ -318,6 +318,7 @@ def _open_lid(env, cooker, holding_bar: bool = False, slip_at: float | None = No
             yield Move(bar_position(cooker, PULL_TO) + ABOVE, BAR_GRIP, speed=0.3, tol=0.01)
         if restore_bar is not None:  # the hand is up, clear of the fallen bar: the reopening is labelled
             restore_bar()
+            restore_bar = None  # once: a later attempt never slips (attempt == 0 above)
             yield Labels(True)
         holding_bar = False
 

@@ -74,6 +74,7 @@ def test_expert_device_records_a_successful_demo(tmp_path):
     assert ep.meta["outcome"]["decided_by"] == "sim_check" and ep.meta["teleop_device"] == "expert"
     assert ep.cameras == ["wrist_image_left"] and ep.num_steps > 200
     assert np.isfinite(ep.steps["action_model"]).all() and ep.steps["action_droid"][:, 6].max() == 1.0
+    assert not ep.steps["intervention"].any()  # a plain demo's ticks all label it: nothing is tagged
 
 
 def test_keyboard_pulses_decay_and_g_toggles_the_gripper():
