@@ -53,6 +53,10 @@ def _common_policy_args(p: argparse.ArgumentParser) -> None:
                    help="run K actions of each chunk asked while the hand is stalled (the same test as "
                         "--stall-noise-scale) instead of --execute-k: a policy that re-plans 'wait, then move' at "
                         "every chunk gets to the move (control.stall_execute_k; default from config: 12); 'off' keeps --execute-k")
+    p.add_argument("--stall-return-s", default=None, metavar="S",
+                   help="drive the arm back to the joint positions the episode started from when the hand has been "
+                        "stalled (the same test) for S seconds, and let the policy start over, at most "
+                        "control.stall_return_max times (control.stall_return_s; default from config); 'off' never does")
     p.add_argument("--coherent", action="store_true",
                    help="send each request the current chunk's plan; a server sampling several chunks (--samples N) "
                         "returns the one nearest it instead of the medoid (control.coherent; bidirectional "
@@ -85,6 +89,10 @@ def _stall_execute_k(text: str) -> int | None:
                          "in 1..16 (actions of a 16-action chunk)")
 
 
+def _stall_return_s(text: str) -> float | None:
+    return _value_or_off(text, "--stall-return-s", float, lambda s: s > 0, "seconds > 0")
+
+
 def _policy_settings(args: argparse.Namespace):
     """The settings file with this command line's overrides applied."""
     settings = load_settings(args.config)
@@ -101,6 +109,8 @@ def _policy_settings(args: argparse.Namespace):
         control = dataclasses.replace(control, stall_noise_scale=_stall_noise_scale(args.stall_noise_scale))
     if args.stall_execute_k is not None:
         control = dataclasses.replace(control, stall_execute_k=_stall_execute_k(args.stall_execute_k))
+    if args.stall_return_s is not None:
+        control = dataclasses.replace(control, stall_return_s=_stall_return_s(args.stall_return_s))
     if args.ensemble is not None:
         if args.ensemble < 1:
             raise SystemExit(f"--ensemble must be >= 1 (latest chunks averaged; 1 = off), got {args.ensemble}")

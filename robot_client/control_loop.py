@@ -20,6 +20,7 @@ from robot_client.action_path import JointCommand
 from robot_client.chunk_executor import Chunk, ChunkExecutor
 from robot_client.inference_worker import InferenceWorker
 from robot_client.observation import ObservationHistory
+from robot_client.recovery import ReturnToStart
 from robot_client.safety import EStop
 from robot_client.stall import StallDetector
 from robot_client.watchdog import ControllerWatchdog
@@ -61,6 +62,11 @@ class LoopConfig:
     # A chunk asked while stalled runs this many actions before the next takes over (None: execute_k). A policy
     # that cannot count ticks re-plans the same "wait, then move" forever at a short horizon.
     stall_execute_k: int | None = None
+    # A hand stalled this long (the same radius and turn) is driven back to the joint positions the episode
+    # started from, and the policy starts over from there, at most stall_return_max times (robot_client.recovery;
+    # None = off). For a stuck state the demos never leave from, e.g. a lid that fell shut under the hand.
+    stall_return_s: float | None = None
+    stall_return_max: int = 2
     max_steps: int = 900
     request_margin_ticks: int = 1  # ask this many ticks earlier than the latency estimate says
     initial_latency_s: float = 0.3  # latency guess before the first measurement
@@ -78,6 +84,10 @@ class LoopConfig:
             raise ValueError(f"stall_turn_deg must be > 0 or None (position alone), got {self.stall_turn_deg}")
         if self.stall_execute_k is not None and self.stall_execute_k < 1:
             raise ValueError(f"stall_execute_k must be >= 1 or None (execute_k), got {self.stall_execute_k}")
+        if self.stall_return_s is not None and self.stall_return_s <= 0:
+            raise ValueError(f"stall_return_s must be > 0 s or None (off), got {self.stall_return_s}")
+        if self.stall_return_max < 1:
+            raise ValueError(f"stall_return_max must be >= 1, got {self.stall_return_max}")
         if self.stall_window_s <= 0 or self.stall_radius_m <= 0:
             raise ValueError(f"stall_window_s and stall_radius_m must be > 0, got {self.stall_window_s} s and "
                              f"{self.stall_radius_m} m")
@@ -114,6 +124,7 @@ class LoopStats:
     overruns: int = 0  # ticks that took more than 1.5 periods
     intervention_ticks: int = 0  # ticks an operator drove (takeover)
     stalled_requests: int = 0  # chunks asked while the hand was stalled (robot_client.stall)
+    returns_to_start: int = 0  # times a long stall sent the arm back to where the episode started
     errors: list[str] = field(default_factory=list)
 
     def summary(self, dt: float) -> dict:
@@ -134,6 +145,7 @@ class LoopStats:
             "overruns": self.overruns,
             "intervention_ticks": self.intervention_ticks,
             "stalled_requests": self.stalled_requests,
+            "returns_to_start": self.returns_to_start,
             "queue_depth_min": int(min(self.queue_depth[1:] or [0])),
             "errors": list(self.errors),
         }
@@ -201,6 +213,11 @@ class ControlLoop:
         worker = InferenceWorker(self.policy, cfg.sim_latency_s)
         stall = (StallDetector(cfg.stall_window_s, cfg.stall_radius_m, cfg.stall_turn_deg)
                  if cfg.stall_noise_scale is not None or cfg.stall_execute_k is not None else None)
+        long_stall = (StallDetector(cfg.stall_return_s, cfg.stall_radius_m, cfg.stall_turn_deg)
+                      if cfg.stall_return_s is not None else None)
+        back = ReturnToStart(self.action_path.safety, dt) if long_stall is not None else None
+        q_start: np.ndarray | None = None
+        last_request_id, stale_below = 0, 0  # chunks asked before a return to the start are dropped
         self.history.reset()
         self.watchdog.start()
         gripper_cmd: float | None = None
@@ -219,14 +236,18 @@ class ControlLoop:
                 q = np.asarray(self.robot.get_joint_positions(), dtype=float)
                 ee_pos, ee_quat = (np.asarray(x, dtype=float) for x in self.robot.get_ee_pose())
                 g_state = self.gripper.get_state()
-                if stall is not None:
-                    stall.push(t, ee_pos, ee_quat)
+                q_start = q.copy() if q_start is None else q_start
+                for detector in (stall, long_stall):
+                    if detector is not None:
+                        detector.push(t, ee_pos, ee_quat)
                 frames = {name: cam.read() for name, cam in self.cameras.items()}
                 self.history.push(frames, t, {"q": q, "ee_pos": ee_pos, "ee_quat": ee_quat,
                                               "gripper_width": float(g_state.width)})
 
                 result = worker.poll(t)
-                if isinstance(result, Chunk):
+                if isinstance(result, Chunk) and result.request_id < stale_below:
+                    self.stats.inference_latency_s.append(result.latency_s)
+                elif isinstance(result, Chunk):
                     executor.add_chunk(result, t)
                     self.stats.chunks += 1
                     self.stats.inference_latency_s.append(result.latency_s)
@@ -237,8 +258,25 @@ class ControlLoop:
                     self.stats.errors.append(f"inference failed: {result}")
                     log.error("inference failed: %s", result)
                 operator_action = self.takeover.action() if self.takeover is not None else None
+                back_command = None
+                if back is not None and operator_action is None:
+                    if (not back.active and self.stats.returns_to_start < cfg.stall_return_max
+                            and long_stall.stalled()):
+                        back.begin(q_start, t)
+                        executor.clear()
+                        stale_below = last_request_id + 1
+                        self.stats.returns_to_start += 1
+                        log.warning("hand stalled for %.1f s: back to the start pose", cfg.stall_return_s)
+                    if back.active:
+                        back_command = back.command(q, t)
+                        if back_command is None:  # arrived: the policy starts over, with a clean stall record
+                            for detector in (stall, long_stall):
+                                if detector is not None:
+                                    detector.reset()
                 if operator_action is not None:
                     executor.clear()  # the policy's plan is void; on release it asks afresh
+                elif back_command is not None:
+                    pass  # no requests on the way back: their observations would be stale on arrival
                 elif not worker.busy and self._needs_request(executor, t):
                     seed = None if cfg.seed is None else cfg.seed + self.stats.chunks + len(self.stats.errors)
                     obs = self.history.snapshot()
@@ -248,22 +286,23 @@ class ControlLoop:
                     guide = executor.plan_for(obs.t) if cfg.coherent else None
                     stalled = stall is not None and stall.stalled()
                     self.stats.stalled_requests += stalled
-                    worker.submit(obs, t, seed=seed, prefix=prefix, guide=guide,
+                    last_request_id = worker.submit(obs, t, seed=seed, prefix=prefix, guide=guide,
                                   noise_scale=cfg.stall_noise_scale if stalled else None,
                                   execute_k=cfg.stall_execute_k if stalled else None)
 
-                scheduled = executor.action_at(t)
+                scheduled = None if back_command is not None else executor.action_at(t)
                 self.stats.queue_depth.append(executor.remaining(t))
                 gripper_now = 1.0 - float(g_state.width) / self.max_width
                 action = None if scheduled is None else scheduled.action
                 if operator_action is not None:
                     action = np.asarray(operator_action, dtype=float)
-                command = self.action_path(action, q, ee_pos, ee_quat, gripper_cmd if gripper_cmd is not None else gripper_now)
+                command = back_command if back_command is not None else self.action_path(
+                    action, q, ee_pos, ee_quat, gripper_cmd if gripper_cmd is not None else gripper_now)
                 # An expert leading the trial to a stage drives without labelling (its steps stay untagged).
                 labelled = operator_action is not None and getattr(self.takeover, "labelling", True)
                 if labelled:
                     self.stats.intervention_ticks += 1
-                elif scheduled is None and first_chunk_seen:
+                elif scheduled is None and first_chunk_seen and back_command is None:
                     self.stats.idle_ticks += 1
                 elif command.hold and scheduled is not None:
                     self.stats.hold_ticks += 1

@@ -33,6 +33,10 @@ class StallDetector:
         while len(self._samples) > 1 and self._samples[1][0] <= t - self.window_s + 1e-9:
             self._samples.popleft()
 
+    def reset(self) -> None:
+        """Forget every sample (the hand was moved on purpose)."""
+        self._samples.clear()
+
     def stalled(self) -> bool:
         if not self._samples:
             return False

@@ -352,3 +352,50 @@ def test_expert_takeover_with_hand_back_returns_the_arm_after_each_stage(env):
         policy_ticks = records[end:starts[starts > end][0]]
         assert 14 <= len(policy_ticks) <= 17 and all(r.chunk_id >= 0 for r in policy_ticks[3:])
     assert tagged[starts[-1]:].all()
+
+
+class MovesThenStopsPolicy(ScriptedPolicy):
+    """+x until the hand is 8 cm from where it started, then no motion: a policy stuck where it got to."""
+
+    def __init__(self, start_x):
+        super().__init__()
+        self.start_x = start_x
+
+    def infer(self, obs, seed=None, noise_scale=None):
+        moving = obs.state["ee_pos"][-1, 0] < self.start_x + 0.08
+        self.action = np.array([0.3 if moving else 0.0, 0, 0, 0, 0, 0, 0.0])
+        return super().infer(obs, seed)
+
+
+def test_a_long_stall_sends_the_arm_back_to_its_start_and_the_policy_starts_over(env):
+    q0 = np.asarray(env.robot.get_joint_positions())
+    policy = MovesThenStopsPolicy(float(env.robot.get_ee_pose()[0][0]))
+    loop = make_loop(env, policy, max_steps=330, execute_k=4, stall_return_s=4.0, stall_return_max=2)
+    ticks, chunks = [], []
+    loop.on_step = lambda rec, frames: ticks.append((rec.t, rec.q, rec.chunk_id, rec.command.gripper, rec.command.hold))
+    loop.on_chunk = lambda chunk: chunks.append((len(ticks), chunk.t_obs))  # (tick it arrived, its observation)
+    result = loop.run()
+    assert result.stats["returns_to_start"] == 2
+    # Ticks that move the arm with no chunk: the two returns, each a contiguous run (then a hold until the
+    # first fresh chunk arrives).
+    back = [i for i, (_, _, chunk_id, _, hold) in enumerate(ticks) if chunk_id == -1 and not hold]
+    runs = np.split(np.array(back), np.flatnonzero(np.diff(back) > 1) + 1)
+    assert len(runs) == 2 and all(len(r) > 5 for r in runs)
+    for r in runs:
+        start_q = ticks[r[0]][1]
+        assert np.abs(start_q - q0).max() > 0.05  # it had moved off
+        # Rate-limited all the way (0.6 rad/s), the gripper commanded open, and back within 0.02 rad.
+        steps = np.abs(np.diff([ticks[i][1] for i in r], axis=0)).max()
+        assert steps < 0.6 / 15 + 0.01 and {ticks[i][3] for i in r} == {0.0}
+        assert np.abs(ticks[r[-1] + 1][1] - q0).max() < 0.03
+        # A chunk that arrives once the return began was asked after it ended: the policy starts over.
+        late = [t_obs for tick, t_obs in chunks if tick >= r[0]]
+        assert late and min(late) > ticks[r[-1]][0]
+    # After each return it moved off in +x again (a fresh request from the start pose), then stalled again.
+    assert ticks[runs[1][0]][2] == -1 and ticks[runs[0][-1] + 10][2] > 0
+
+
+def test_without_stall_return_a_stuck_hand_stays_put(env):
+    policy = MovesThenStopsPolicy(float(env.robot.get_ee_pose()[0][0]))
+    result = make_loop(env, policy, max_steps=200, execute_k=4).run()
+    assert result.stats["returns_to_start"] == 0

@@ -1,0 +1,54 @@
+"""Back to the start when stuck. A policy whose hand has stalled for many seconds is often in a state
+its demos never left from: a lid that fell shut with the hand over its bar is the view every demo
+ends on ("done, hold still"), and no hotter sample gets it out (docs/results.md, session 48). The
+control loop then drives the arm back to the joint positions the episode started from, gripper
+open, and the policy starts over from the view every demo starts from. Proprioception only, so it
+behaves the same on the Franka; the return goes through the safety layer like any other command.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from robot_client.action_path import JointCommand
+from robot_client.safety import SafetyMonitor
+
+
+class ReturnToStart:
+    """`begin(q_start, t)`, then `command(q, t)` each tick: a joint target at most `joint_speed_rad_s`
+    from the current positions toward `q_start`, with the gripper open; None once every joint is
+    within `tolerance_rad` (or after `max_s`, so a blocked return cannot hold the episode)."""
+
+    def __init__(self, safety: SafetyMonitor, dt: float, joint_speed_rad_s: float = 0.6,
+                 tolerance_rad: float = 0.02, max_s: float = 6.0):
+        if joint_speed_rad_s <= 0 or tolerance_rad <= 0 or max_s <= 0:
+            raise ValueError(f"joint_speed_rad_s, tolerance_rad and max_s must be > 0, got {joint_speed_rad_s}, "
+                             f"{tolerance_rad}, {max_s}")
+        self.safety = safety
+        # Never faster than the safety layer's per-step joint limit.
+        self.max_step = min(joint_speed_rad_s * dt, safety.config.max_joint_delta_per_step)
+        self.tolerance_rad, self.max_s = float(tolerance_rad), float(max_s)
+        self._q_start: np.ndarray | None = None
+        self._t_begin = 0.0
+
+    @property
+    def active(self) -> bool:
+        return self._q_start is not None
+
+    def begin(self, q_start, t: float) -> None:
+        self._q_start = np.asarray(q_start, dtype=float).copy()
+        self._t_begin = float(t)
+
+    def command(self, q, t: float) -> JointCommand | None:
+        if self._q_start is None:
+            return None
+        q = np.asarray(q, dtype=float)
+        error = self._q_start - q
+        if np.max(np.abs(error)) < self.tolerance_rad or t - self._t_begin >= self.max_s:
+            self._q_start = None
+            return None
+        q_target = q + np.clip(error, -self.max_step, self.max_step)
+        verdict = self.safety.check_joint_target(q_target, q)
+        if not verdict.ok:
+            return JointCommand(q.copy(), 0.0, True, verdict.reason)
+        return JointCommand(q_target, 0.0, False)
