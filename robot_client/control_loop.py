@@ -62,10 +62,12 @@ class LoopConfig:
     # A chunk asked while stalled runs this many actions before the next takes over (None: execute_k). A policy
     # that cannot count ticks re-plans the same "wait, then move" forever at a short horizon.
     stall_execute_k: int | None = None
-    # A hand stalled this long (the same radius and turn) is driven back to the joint positions the episode
-    # started from, and the policy starts over from there, at most stall_return_max times (robot_client.recovery;
-    # None = off). For a stuck state the demos never leave from, e.g. a lid that fell shut under the hand.
+    # A hand that has stayed within stall_return_radius_m for stall_return_s (a dither, not only a stall) is
+    # driven back to the joint positions the episode started from, and the policy starts over from there, at
+    # most stall_return_max times (robot_client.recovery; None = off). For a stuck state the demos never leave
+    # from, e.g. a lid that fell shut under the hand.
     stall_return_s: float | None = None
+    stall_return_radius_m: float = 0.08
     stall_return_max: int = 2
     max_steps: int = 900
     request_margin_ticks: int = 1  # ask this many ticks earlier than the latency estimate says
@@ -86,8 +88,9 @@ class LoopConfig:
             raise ValueError(f"stall_execute_k must be >= 1 or None (execute_k), got {self.stall_execute_k}")
         if self.stall_return_s is not None and self.stall_return_s <= 0:
             raise ValueError(f"stall_return_s must be > 0 s or None (off), got {self.stall_return_s}")
-        if self.stall_return_max < 1:
-            raise ValueError(f"stall_return_max must be >= 1, got {self.stall_return_max}")
+        if self.stall_return_max < 1 or self.stall_return_radius_m <= 0:
+            raise ValueError(f"stall_return_max must be >= 1 and stall_return_radius_m > 0, got "
+                             f"{self.stall_return_max} and {self.stall_return_radius_m} m")
         if self.stall_window_s <= 0 or self.stall_radius_m <= 0:
             raise ValueError(f"stall_window_s and stall_radius_m must be > 0, got {self.stall_window_s} s and "
                              f"{self.stall_radius_m} m")
@@ -213,7 +216,7 @@ class ControlLoop:
         worker = InferenceWorker(self.policy, cfg.sim_latency_s)
         stall = (StallDetector(cfg.stall_window_s, cfg.stall_radius_m, cfg.stall_turn_deg)
                  if cfg.stall_noise_scale is not None or cfg.stall_execute_k is not None else None)
-        long_stall = (StallDetector(cfg.stall_return_s, cfg.stall_radius_m, cfg.stall_turn_deg)
+        long_stall = (StallDetector(cfg.stall_return_s, cfg.stall_return_radius_m)
                       if cfg.stall_return_s is not None else None)
         back = ReturnToStart(self.action_path.safety, dt) if long_stall is not None else None
         q_start: np.ndarray | None = None

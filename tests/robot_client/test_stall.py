@@ -54,7 +54,19 @@ def test_a_hand_turning_in_place_is_stalled_only_when_turns_are_not_checked():
 
 @pytest.mark.parametrize("fields, pattern", [({"stall_noise_scale": 1.5}, r"stall_noise_scale must be in \[0, 1\]"),
                                              ({"stall_window_s": 0.0}, r"stall_window_s and stall_radius_m must be > 0"),
-                                             ({"stall_turn_deg": -5.0}, r"stall_turn_deg must be > 0 or None")])
+                                             ({"stall_turn_deg": -5.0}, r"stall_turn_deg must be > 0 or None"),
+                                             ({"stall_return_s": 0.0}, r"stall_return_s must be > 0 s or None"),
+                                             ({"stall_return_max": 0}, r"stall_return_max must be >= 1"),
+                                             ({"stall_return_radius_m": -0.1}, r"stall_return_radius_m > 0")])
 def test_bad_stall_settings_are_refused_naming_the_field(fields, pattern):
     with pytest.raises(ValueError, match=pattern):
         LoopConfig(**fields)
+
+
+def test_a_reset_detector_needs_a_whole_window_again():
+    detector = StallDetector(window_s=1.0, radius_m=0.03)
+    feed(detector, [np.zeros(3)] * 16)
+    assert detector.stalled()
+    detector.reset()
+    feed(detector, [np.zeros(3)] * 10)  # fed again from t = 0: under a second
+    assert not detector.stalled()
