@@ -20,7 +20,7 @@ from robot_client.action_path import JointCommand
 from robot_client.chunk_executor import Chunk, ChunkExecutor
 from robot_client.inference_worker import InferenceWorker
 from robot_client.observation import ObservationHistory
-from robot_client.recovery import ReturnToStart
+from robot_client.recovery import StallReturn
 from robot_client.safety import EStop
 from robot_client.stall import StallDetector
 from robot_client.watchdog import ControllerWatchdog
@@ -216,10 +216,9 @@ class ControlLoop:
         worker = InferenceWorker(self.policy, cfg.sim_latency_s)
         stall = (StallDetector(cfg.stall_window_s, cfg.stall_radius_m, cfg.stall_turn_deg)
                  if cfg.stall_noise_scale is not None or cfg.stall_execute_k is not None else None)
-        long_stall = (StallDetector(cfg.stall_return_s, cfg.stall_return_radius_m)
-                      if cfg.stall_return_s is not None else None)
-        back = ReturnToStart(self.action_path.safety, dt) if long_stall is not None else None
-        q_start: np.ndarray | None = None
+        stall_return = (StallReturn(self.action_path.safety, dt, cfg.stall_return_s, cfg.stall_return_radius_m,
+                                    cfg.stall_return_max, restart_detectors=(stall,) if stall is not None else ())
+                        if cfg.stall_return_s is not None else None)
         last_request_id, stale_below = 0, 0  # chunks asked before a return to the start are dropped
         self.history.reset()
         self.watchdog.start()
@@ -239,10 +238,10 @@ class ControlLoop:
                 q = np.asarray(self.robot.get_joint_positions(), dtype=float)
                 ee_pos, ee_quat = (np.asarray(x, dtype=float) for x in self.robot.get_ee_pose())
                 g_state = self.gripper.get_state()
-                q_start = q.copy() if q_start is None else q_start
-                for detector in (stall, long_stall):
-                    if detector is not None:
-                        detector.push(t, ee_pos, ee_quat)
+                if stall is not None:
+                    stall.push(t, ee_pos, ee_quat)
+                if stall_return is not None:
+                    stall_return.push(t, q, ee_pos)
                 frames = {name: cam.read() for name, cam in self.cameras.items()}
                 self.history.push(frames, t, {"q": q, "ee_pos": ee_pos, "ee_quat": ee_quat,
                                               "gripper_width": float(g_state.width)})
@@ -262,20 +261,14 @@ class ControlLoop:
                     log.error("inference failed: %s", result)
                 operator_action = self.takeover.action() if self.takeover is not None else None
                 back_command = None
-                if back is not None and operator_action is None:
-                    if (not back.active and self.stats.returns_to_start < cfg.stall_return_max
-                            and long_stall.stalled()):
-                        back.begin(q_start, t)
+                if stall_return is not None and operator_action is None:
+                    if stall_return.due():
+                        stall_return.begin(t)
                         executor.clear()
                         stale_below = last_request_id + 1
                         self.stats.returns_to_start += 1
                         log.warning("hand stalled for %.1f s: back to the start pose", cfg.stall_return_s)
-                    if back.active:
-                        back_command = back.command(q, t)
-                        if back_command is None:  # arrived: the policy starts over, with a clean stall record
-                            for detector in (stall, long_stall):
-                                if detector is not None:
-                                    detector.reset()
+                    back_command = stall_return.command(q, t)
                 if operator_action is not None:
                     executor.clear()  # the policy's plan is void; on release it asks afresh
                 elif back_command is not None:

@@ -12,6 +12,7 @@ import numpy as np
 
 from robot_client.action_path import JointCommand
 from robot_client.safety import SafetyMonitor
+from robot_client.stall import StallDetector
 
 
 class ReturnToStart:
@@ -52,3 +53,41 @@ class ReturnToStart:
         if not verdict.ok:
             return JointCommand(q.copy(), 0.0, True, verdict.reason)
         return JointCommand(q_target, 0.0, False)
+
+
+class StallReturn:
+    """The control loop's side: `push(t, q, ee_pos)` each tick (the first q is the start), `due()` says a
+    return should begin (the hand has stayed within `radius_m` for `stall_s`, fewer than `max_returns`
+    so far), `begin(t)` starts one and `command(q, t)` drives it (None when the policy has the arm). On
+    arrival its own detector and `restart_detectors` (the loop's short stall test) start afresh: the
+    policy starts over as at the episode's start."""
+
+    def __init__(self, safety: SafetyMonitor, dt: float, stall_s: float, radius_m: float, max_returns: int,
+                 restart_detectors: tuple[StallDetector, ...] = ()):
+        self.detector = StallDetector(stall_s, radius_m)
+        self.restart_detectors = (self.detector, *restart_detectors)
+        self.back = ReturnToStart(safety, dt)
+        self.max_returns = int(max_returns)
+        self.count = 0
+        self.q_start: np.ndarray | None = None
+
+    def push(self, t: float, q, ee_pos) -> None:
+        if self.q_start is None:
+            self.q_start = np.asarray(q, dtype=float).copy()
+        self.detector.push(t, ee_pos)
+
+    def due(self) -> bool:
+        return not self.back.active and self.count < self.max_returns and self.detector.stalled()
+
+    def begin(self, t: float) -> None:
+        self.back.begin(self.q_start, t)
+        self.count += 1
+
+    def command(self, q, t: float) -> JointCommand | None:
+        if not self.back.active:
+            return None
+        command = self.back.command(q, t)
+        if command is None:
+            for detector in self.restart_detectors:
+                detector.reset()
+        return command
