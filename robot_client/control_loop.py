@@ -64,11 +64,13 @@ class LoopConfig:
     stall_execute_k: int | None = None
     # A hand that has stayed within stall_return_radius_m for stall_return_s (a dither, not only a stall) is
     # driven back to the joint positions the episode started from, and the policy starts over from there, at
-    # most stall_return_max times (robot_client.recovery; None = off). For a stuck state the demos never leave
-    # from, e.g. a lid that fell shut under the hand.
+    # most stall_return_max times (robot_client.recovery; None = off). Only at the first stage: before the
+    # fingers first close, or within stall_return_near_first_grasp_m of where they did (None: anywhere). For
+    # a stuck state the demos never leave from, e.g. a lid that fell shut under the hand.
     stall_return_s: float | None = None
     stall_return_radius_m: float = 0.08
     stall_return_max: int = 2
+    stall_return_near_first_grasp_m: float | None = 0.10
     max_steps: int = 900
     request_margin_ticks: int = 1  # ask this many ticks earlier than the latency estimate says
     initial_latency_s: float = 0.3  # latency guess before the first measurement
@@ -91,6 +93,9 @@ class LoopConfig:
         if self.stall_return_max < 1 or self.stall_return_radius_m <= 0:
             raise ValueError(f"stall_return_max must be >= 1 and stall_return_radius_m > 0, got "
                              f"{self.stall_return_max} and {self.stall_return_radius_m} m")
+        if self.stall_return_near_first_grasp_m is not None and self.stall_return_near_first_grasp_m <= 0:
+            raise ValueError(f"stall_return_near_first_grasp_m must be > 0 or None (anywhere), got "
+                             f"{self.stall_return_near_first_grasp_m}")
         if self.stall_window_s <= 0 or self.stall_radius_m <= 0:
             raise ValueError(f"stall_window_s and stall_radius_m must be > 0, got {self.stall_window_s} s and "
                              f"{self.stall_radius_m} m")
@@ -217,7 +222,8 @@ class ControlLoop:
         stall = (StallDetector(cfg.stall_window_s, cfg.stall_radius_m, cfg.stall_turn_deg)
                  if cfg.stall_noise_scale is not None or cfg.stall_execute_k is not None else None)
         stall_return = (StallReturn(self.action_path.safety, dt, cfg.stall_return_s, cfg.stall_return_radius_m,
-                                    cfg.stall_return_max, restart_detectors=(stall,) if stall is not None else ())
+                                    cfg.stall_return_max, cfg.stall_return_near_first_grasp_m,
+                                    restart_detectors=(stall,) if stall is not None else ())
                         if cfg.stall_return_s is not None else None)
         last_request_id, stale_below = 0, 0  # chunks asked before a return to the start are dropped
         self.history.reset()
@@ -240,8 +246,8 @@ class ControlLoop:
                 g_state = self.gripper.get_state()
                 if stall is not None:
                     stall.push(t, ee_pos, ee_quat)
-                if stall_return is not None:
-                    stall_return.push(t, q, ee_pos)
+                if stall_return is not None:  # fingers at least half closed: a grasp
+                    stall_return.push(t, q, ee_pos, fingers_closed=float(g_state.width) <= self.max_width / 2)
                 frames = {name: cam.read() for name, cam in self.cameras.items()}
                 self.history.push(frames, t, {"q": q, "ee_pos": ee_pos, "ee_quat": ee_quat,
                                               "gripper_width": float(g_state.width)})
