@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from robot_client.recovery import ReturnToStart
+from robot_client.recovery import ReturnToStart, StallReturn
 from robot_client.safety import SafetyMonitor
 from robot_client.sim.panda_mjcf import HOME_Q
 
@@ -44,3 +44,38 @@ def test_a_target_the_safety_layer_refuses_becomes_a_hold():
 def test_bad_return_settings_are_refused():
     with pytest.raises(ValueError, match="must be > 0"):
         ReturnToStart(SafetyMonitor(), DT, joint_speed_rad_s=0.0)
+
+
+def stalled_return(near_first_grasp_m, grasp_at=None, stuck_at=(0.4, 0.2, 0.35)):
+    """A StallReturn fed 2 s of ticks: the fingers close at `grasp_at` (None: never), then the hand stays
+    at `stuck_at` for 1.5 s, past its 1 s stall window."""
+    ret = StallReturn(SafetyMonitor(), DT, stall_s=1.0, radius_m=0.08, max_returns=2, near_first_grasp_m=near_first_grasp_m)
+    for i in range(8):
+        at = np.array(grasp_at if grasp_at is not None else (0.3, 0.0, 0.6))
+        ret.push(i * DT, HOME_Q, at, fingers_closed=grasp_at is not None and i == 7)
+    for i in range(8, 30):
+        ret.push(i * DT, HOME_Q, np.array(stuck_at), fingers_closed=False)
+    return ret
+
+
+@pytest.mark.parametrize("grasp_at, due", [(None, True),  # no grasp yet: still at the first stage
+                                           ((0.45, 0.22, 0.30), True),  # stuck 7 cm from the first grasp
+                                           ((0.40, -0.15, 0.25), False)])  # stuck 36 cm away: a later stage
+def test_a_return_is_due_only_at_the_first_stage(grasp_at, due):
+    assert stalled_return(0.10, grasp_at).due() is due
+    assert stalled_return(None, grasp_at).due()  # no gate: any long stall
+
+
+def test_returns_stop_at_max_returns_and_the_stall_is_counted_afresh_after_each():
+    ret = stalled_return(None)
+    q = HOME_Q + 0.1
+    for n in (1, 2):
+        assert ret.due()
+        ret.begin(t=2.0 * n)
+        assert not ret.due()  # under way
+        while ret.command(q, 2.0 * n) is not None:
+            q = HOME_Q.copy()  # arrived at the next tick
+        assert not ret.due()  # arrival restarts the stall window
+        for i in range(30):
+            ret.push(10.0 * n + i * DT, q, np.array((0.3, 0.0, 0.6)))
+    assert ret.count == 2 and not ret.due()
