@@ -55,8 +55,10 @@ def _common_policy_args(p: argparse.ArgumentParser) -> None:
                         "every chunk gets to the move (control.stall_execute_k; default from config: 12); 'off' keeps --execute-k")
     p.add_argument("--stall-return-s", default=None, metavar="S",
                    help="drive the arm back to the joint positions the episode started from when the hand has stayed "
-                        "within control.stall_return_radius_m (8 cm) for S seconds, and let the policy start over, at "
-                        "most control.stall_return_max times (control.stall_return_s; default from config); 'off' never does")
+                        "within control.stall_return_radius_m (8 cm) for S seconds at the task's first stage (before the "
+                        "fingers first close, or within control.stall_return_near_first_grasp_m of where they did), and "
+                        "let the policy start over, at most control.stall_return_max times (control.stall_return_s; "
+                        "default from config); 'off' never does")
     p.add_argument("--coherent", action="store_true",
                    help="send each request the current chunk's plan; a server sampling several chunks (--samples N) "
                         "returns the one nearest it instead of the medoid (control.coherent; bidirectional "

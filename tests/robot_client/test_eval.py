@@ -26,7 +26,8 @@ def run_eval(ckpt, out, *extra):
 def test_eval_reports_resumes_and_reruns_unfinished_trials(tiny_checkpoint, tmp_path):
     out = tmp_path / "eval"
     first = run_eval(tiny_checkpoint, out, "--execute-k", "5", "--inpaint", "--samples", "3", "--coherent",
-                     "--noise-scale", "0.5", "--stall-noise-scale", "1", "--stall-execute-k", "9", "--raw-frames")
+                     "--noise-scale", "0.5", "--stall-noise-scale", "1", "--stall-execute-k", "9", "--stall-return-s", "off",
+                     "--raw-frames")
     assert first.count("[eval] rice_cooker") == 4
     for cond in ("ID", "C1"):
         for i in range(2):
@@ -37,6 +38,7 @@ def test_eval_reports_resumes_and_reruns_unfinished_trials(tiny_checkpoint, tmp_
             assert meta["control"]["execute_k"] == 5 and meta["control"]["sim_latency_s"] == 0.2
             assert meta["control"]["inpaint"] is True and meta["control"]["coherent"] is True
             assert meta["control"]["stall_noise_scale"] == 1.0 and meta["control"]["stall_execute_k"] == 9
+            assert meta["control"]["stall_return_s"] is None and meta["loop_stats"]["returns_to_start"] == 0
             assert meta["server"]["samples_per_chunk"] == 3  # the loopback server was started with --samples 3
             assert meta["server"]["action_noise_scale"] == 0.5  # ... and --noise-scale 0.5
             chunks = [json.loads(line) for line in (trial / "chunks.jsonl").read_text().splitlines()]
@@ -81,6 +83,7 @@ def test_eval_reports_resumes_and_reruns_unfinished_trials(tiny_checkpoint, tmp_
                                            (["--stall-noise-scale", "2"], "--stall-noise-scale must be in [0, 1]"),
                                            (["--stall-noise-scale", "hot"], "or 'off', got 'hot'"),
                                            (["--stall-execute-k", "0"], "--stall-execute-k must be in 1..16"),
+                                           (["--stall-return-s", "-3"], "--stall-return-s must be seconds > 0"),
                                            (["--coherent"], "--coherent picks among several sampled chunks: add --samples N")])
 def test_out_of_range_overrides_are_refused(tiny_checkpoint, tmp_path, args, message):
     proc = subprocess.run(
@@ -118,3 +121,12 @@ def test_rollouts_keep_only_their_videos_unless_asked():
     parser = build_parser()
     assert parser.parse_args(["eval"]).raw_frames is False and parser.parse_args(["run"]).raw_frames is False
     assert parser.parse_args(["run", "--raw-frames"]).raw_frames is True
+
+
+def test_stall_return_s_off_disables_the_shipped_one():
+    from robot_client.cli import _stall_return_s
+
+    assert _stall_return_s("off") is None and _stall_return_s("8") == 8.0
+    for text in ("0", "-1", "soon"):
+        with pytest.raises(SystemExit, match=f"--stall-return-s must be seconds > 0 or 'off', got '{text}'"):
+            _stall_return_s(text)
