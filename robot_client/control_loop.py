@@ -66,7 +66,8 @@ class LoopConfig:
     # driven back to the joint positions the episode started from, and the policy starts over from there, at
     # most stall_return_max times (robot_client.recovery; None = off). Only at the first stage: before the
     # fingers first close, or within stall_return_near_first_grasp_m of where they did (None: anywhere). For
-    # a stuck state the demos never leave from, e.g. a lid that fell shut under the hand.
+    # a stuck state the demos never leave from, e.g. a lid that fell shut under the hand. Never with a takeover:
+    # an operator (or DAgger's expert) is there to take the arm, and the stall is what its labels are for.
     stall_return_s: float | None = None
     stall_return_radius_m: float = 0.08
     stall_return_max: int = 2
@@ -224,7 +225,7 @@ class ControlLoop:
         stall_return = (StallReturn(self.action_path.safety, dt, cfg.stall_return_s, cfg.stall_return_radius_m,
                                     cfg.stall_return_max, cfg.stall_return_near_first_grasp_m,
                                     restart_detectors=(stall,) if stall is not None else ())
-                        if cfg.stall_return_s is not None else None)
+                        if cfg.stall_return_s is not None and self.takeover is None else None)
         last_request_id, stale_below = 0, 0  # chunks asked before a return to the start are dropped
         self.history.reset()
         self.watchdog.start()

@@ -395,7 +395,17 @@ def test_a_long_stall_sends_the_arm_back_to_its_start_and_the_policy_starts_over
     assert ticks[runs[1][0]][2] == -1 and ticks[runs[0][-1] + 10][2] > 0
 
 
-def test_without_stall_return_a_stuck_hand_stays_put(env):
+class IdleOperator:
+    """A takeover whose operator never takes the arm."""
+
+    def action(self):
+        return None
+
+
+@pytest.mark.parametrize("config, takeover", [({}, None), ({"stall_return_s": 4.0}, IdleOperator())])
+def test_without_stall_return_or_with_a_takeover_a_stuck_hand_stays_put(env, config, takeover):
+    """Off, or an operator (DAgger's expert) is there to take the arm: the stall is left to them."""
     policy = MovesThenStopsPolicy(float(env.robot.get_ee_pose()[0][0]))
-    result = make_loop(env, policy, max_steps=200, execute_k=4).run()
-    assert result.stats["returns_to_start"] == 0
+    loop = make_loop(env, policy, max_steps=200, execute_k=4, **config)
+    loop.takeover = takeover
+    assert loop.run().stats["returns_to_start"] == 0
