@@ -73,18 +73,20 @@ class CartesianVelocityActionPath:
 
 
 class JointPositionActionPath:
-    """Absolute joint targets (8-d: 7 joints + gripper), checked like any other command."""
+    """Absolute joint targets (8-d: 7 joints + gripper), checked like any other command. Each step is
+    rate-limited to the safety layer's per-step joint limit, or to `max_step_rad` where that is lower."""
 
-    def __init__(self, safety: SafetyMonitor):
+    def __init__(self, safety: SafetyMonitor, max_step_rad: float | None = None):
         self.safety = safety
+        lim = safety.config.max_joint_delta_per_step
+        self.max_step = lim if max_step_rad is None else min(float(max_step_rad), lim)
 
     def __call__(self, action, q_current, ee_pos, ee_quat_xyzw, gripper_current: float) -> JointCommand:
         a = np.asarray(action, dtype=float)
         if a.shape != (8,) or not np.all(np.isfinite(a)):
             return JointCommand(np.asarray(q_current, float).copy(), gripper_current, True, f"joint_position action must be 8 finite values, got {a.shape}")
         q = np.asarray(q_current, dtype=float)
-        lim = self.safety.config.max_joint_delta_per_step
-        q_target = q + np.clip(a[:7] - q, -lim, lim)  # rate-limit like DROID's joint velocity cap
+        q_target = q + np.clip(a[:7] - q, -self.max_step, self.max_step)  # rate-limit like DROID's joint velocity cap
         verdict = self.safety.check_joint_target(q_target, q)
         if not verdict.ok:
             return JointCommand(q.copy(), gripper_current, True, verdict.reason)

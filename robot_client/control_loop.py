@@ -254,15 +254,14 @@ class ControlLoop:
                                               "gripper_width": float(g_state.width)})
 
                 result = worker.poll(t)
-                if isinstance(result, Chunk) and result.request_id < stale_below:
+                if isinstance(result, Chunk):
                     self.stats.inference_latency_s.append(result.latency_s)
-                elif isinstance(result, Chunk):
-                    executor.add_chunk(result, t)
-                    self.stats.chunks += 1
-                    self.stats.inference_latency_s.append(result.latency_s)
-                    first_chunk_seen = True
-                    if self.on_chunk:
-                        self.on_chunk(result)
+                    if result.request_id >= stale_below:  # else asked before a return to the start: dropped
+                        executor.add_chunk(result, t)
+                        self.stats.chunks += 1
+                        first_chunk_seen = True
+                        if self.on_chunk:
+                            self.on_chunk(result)
                 elif isinstance(result, BaseException):
                     self.stats.errors.append(f"inference failed: {result}")
                     log.error("inference failed: %s", result)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from robot_client.action_path import JointCommand
+from robot_client.action_path import JointCommand, JointPositionActionPath
 from robot_client.safety import SafetyMonitor
 from robot_client.stall import StallDetector
 
@@ -28,9 +28,8 @@ class ReturnToStart:
         if joint_speed_rad_s <= 0 or tolerance_rad <= 0 or max_s <= 0:
             raise ValueError(f"joint_speed_rad_s, tolerance_rad and max_s must be > 0, got {joint_speed_rad_s}, "
                              f"{tolerance_rad}, {max_s}")
-        self.safety = safety
-        # Never faster than the safety layer's per-step joint limit.
-        self.max_step = min(joint_speed_rad_s * dt, safety.config.max_joint_delta_per_step)
+        # The joint-position action path: rate-limited (never faster than the safety layer allows) and checked.
+        self.path = JointPositionActionPath(safety, max_step_rad=joint_speed_rad_s * dt)
         self.tolerance_rad, self.max_s = float(tolerance_rad), float(max_s)
         self._q_start: np.ndarray | None = None
         self._t_begin = 0.0
@@ -51,11 +50,7 @@ class ReturnToStart:
         if np.max(np.abs(error)) < self.tolerance_rad or t - self._t_begin >= self.max_s:
             self._q_start = None
             return None
-        q_target = q + np.clip(error, -self.max_step, self.max_step)
-        verdict = self.safety.check_joint_target(q_target, q)
-        if not verdict.ok:
-            return JointCommand(q.copy(), 0.0, True, verdict.reason)
-        return JointCommand(q_target, 0.0, False)
+        return self.path(np.append(self._q_start, 0.0), q, None, None, gripper_current=0.0)  # gripper open
 
 
 class StallReturn:
@@ -63,9 +58,8 @@ class StallReturn:
     `due()` says a return should begin (the hand has stayed within `radius_m` for `stall_s`, fewer than
     `max_returns` so far, and, given `near_first_grasp_m`, the fingers have not closed yet or the hand is
     within that distance of where they first did), `begin(t)` starts one and `command(q, t)` drives it
-    (None when the policy has the arm). On
-    arrival its own detector and `restart_detectors` (the loop's short stall test) start afresh: the
-    policy starts over as at the episode's start."""
+    (None when the policy has the arm). On arrival its own detector and `restart_detectors` (the loop's
+    short stall test) start afresh: the policy starts over as at the episode's start."""
 
     def __init__(self, safety: SafetyMonitor, dt: float, stall_s: float, radius_m: float, max_returns: int,
                  near_first_grasp_m: float | None = None, restart_detectors: tuple[StallDetector, ...] = ()):
