@@ -59,11 +59,6 @@ def _common_policy_args(p: argparse.ArgumentParser) -> None:
                         "fingers first close, or within control.stall_return_near_first_grasp_m of where they did), and "
                         "let the policy start over, at most control.stall_return_max times (control.stall_return_s; "
                         "default from config); 'off' never does")
-    p.add_argument("--stall-return-after-release", choices=("on", "off"), default=None,
-                   help="also return at the second stage: when stalled as --stall-return-s says with the fingers "
-                        "open after they first let go of something (a lid's bar) and nothing held since, drive the "
-                        "arm back to where the hand was just after that release (control.stall_return_after_release; "
-                        "default from config)")
     p.add_argument("--coherent", action="store_true",
                    help="send each request the current chunk's plan; a server sampling several chunks (--samples N) "
                         "returns the one nearest it instead of the medoid (control.coherent; bidirectional "
@@ -118,8 +113,6 @@ def _policy_settings(args: argparse.Namespace):
         control = dataclasses.replace(control, stall_execute_k=_stall_execute_k(args.stall_execute_k))
     if args.stall_return_s is not None:
         control = dataclasses.replace(control, stall_return_s=_stall_return_s(args.stall_return_s))
-    if args.stall_return_after_release is not None:
-        control = dataclasses.replace(control, stall_return_after_release=args.stall_return_after_release == "on")
     if args.ensemble is not None:
         if args.ensemble < 1:
             raise SystemExit(f"--ensemble must be >= 1 (latest chunks averaged; 1 = off), got {args.ensemble}")

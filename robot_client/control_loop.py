@@ -72,9 +72,6 @@ class LoopConfig:
     stall_return_radius_m: float = 0.08
     stall_return_max: int = 2
     stall_return_near_first_grasp_m: float | None = 0.10
-    # ... and at the second stage (the fingers open again after the first object held was let go, nothing held
-    # since, the hand away from the first grasp): back to where the hand was just after that release.
-    stall_return_after_release: bool = False
     max_steps: int = 900
     request_margin_ticks: int = 1  # ask this many ticks earlier than the latency estimate says
     initial_latency_s: float = 0.3  # latency guess before the first measurement
@@ -137,7 +134,6 @@ class LoopStats:
     intervention_ticks: int = 0  # ticks an operator drove (takeover)
     stalled_requests: int = 0  # chunks asked while the hand was stalled (robot_client.stall)
     returns_to_start: int = 0  # times a long stall sent the arm back to where the episode started
-    returns_to_release: int = 0  # ... back to where the hand first let go of something (the first stage's end)
     errors: list[str] = field(default_factory=list)
 
     def summary(self, dt: float) -> dict:
@@ -159,7 +155,6 @@ class LoopStats:
             "intervention_ticks": self.intervention_ticks,
             "stalled_requests": self.stalled_requests,
             "returns_to_start": self.returns_to_start,
-            "returns_to_release": self.returns_to_release,
             "queue_depth_min": int(min(self.queue_depth[1:] or [0])),
             "errors": list(self.errors),
         }
@@ -229,8 +224,7 @@ class ControlLoop:
                  if cfg.stall_noise_scale is not None or cfg.stall_execute_k is not None else None)
         stall_return = (StallReturn(self.action_path.safety, dt, cfg.stall_return_s, cfg.stall_return_radius_m,
                                     cfg.stall_return_max, cfg.stall_return_near_first_grasp_m,
-                                    restart_detectors=(stall,) if stall is not None else (),
-                                    max_width=self.max_width, after_release=cfg.stall_return_after_release)
+                                    restart_detectors=(stall,) if stall is not None else ())
                         if cfg.stall_return_s is not None and self.takeover is None else None)
         last_request_id, stale_below = 0, 0  # chunks asked before a return to the start are dropped
         self.history.reset()
@@ -253,8 +247,8 @@ class ControlLoop:
                 g_state = self.gripper.get_state()
                 if stall is not None:
                     stall.push(t, ee_pos, ee_quat)
-                if stall_return is not None:
-                    stall_return.push(t, q, ee_pos, float(g_state.width), gripper_cmd)
+                if stall_return is not None:  # fingers at least half closed: a grasp
+                    stall_return.push(t, q, ee_pos, fingers_closed=float(g_state.width) <= self.max_width / 2)
                 frames = {name: cam.read() for name, cam in self.cameras.items()}
                 self.history.push(frames, t, {"q": q, "ee_pos": ee_pos, "ee_quat": ee_quat,
                                               "gripper_width": float(g_state.width)})
@@ -274,15 +268,12 @@ class ControlLoop:
                 operator_action = self.takeover.action() if self.takeover is not None else None
                 back_command = None
                 if stall_return is not None and operator_action is None:
-                    if (kind := stall_return.due()) is not None:
+                    if stall_return.due():
                         stall_return.begin(t)
                         executor.clear()
                         stale_below = last_request_id + 1
-                        if kind == "start":
-                            self.stats.returns_to_start += 1
-                        else:
-                            self.stats.returns_to_release += 1
-                        log.warning("hand stalled for %.1f s: back to the %s pose", cfg.stall_return_s, kind)
+                        self.stats.returns_to_start += 1
+                        log.warning("hand stalled for %.1f s: back to the start pose", cfg.stall_return_s)
                     back_command = stall_return.command(q, t)
                 if operator_action is not None:
                     executor.clear()  # the policy's plan is void; on release it asks afresh

@@ -53,80 +53,32 @@ class ReturnToStart:
         return self.path(np.append(self._q_start, 0.0), q, None, None, gripper_current=0.0)  # gripper open
 
 
-class FirstRelease:
-    """Where the first stage ended: the joint positions just after the fingers first let go of something
-    they held (a lid's bar at the top of its pull), once the hand has moved `rise_m` from where they did
-    (or `rise_s` later). `push(t, q, ee_pos, gripper_width, gripper_cmd)` each tick; `anchor` is None until
-    then; `window_open` while the fingers are open again and nothing has been held since (the second stage,
-    e.g. the way to the cup). A hold is the fingers commanded closed and resting at least `min_width_m`
-    apart for `hold_ticks` ticks (on an object, not closing on air)."""
-
-    def __init__(self, min_width_m: float = 0.01, hold_ticks: int = 8, rise_m: float = 0.05, rise_s: float = 1.5):
-        self.min_width_m, self.hold_ticks, self.rise_m, self.rise_s = min_width_m, hold_ticks, rise_m, rise_s
-        self.holds = 0
-        self.anchor: np.ndarray | None = None
-        self._steady = 0
-        self._last_width: float | None = None
-        self._released_at: tuple[float, np.ndarray] | None = None
-        self._open = False
-
-    def push(self, t: float, q, ee_pos, gripper_width: float, gripper_cmd: float | None) -> None:
-        closed = gripper_cmd is not None and gripper_cmd >= 0.5
-        steady = self._last_width is not None and abs(gripper_width - self._last_width) < 1e-3
-        self._last_width = gripper_width
-        self._steady = self._steady + 1 if closed and steady and gripper_width >= self.min_width_m else 0
-        if self._steady == self.hold_ticks:
-            self.holds += 1
-        self._open = not closed
-        if self.holds == 1 and self._released_at is None and not closed:
-            self._released_at = (float(t), np.asarray(ee_pos, dtype=float).copy())
-        if self._released_at is not None and self.anchor is None:
-            t_rel, at = self._released_at
-            if np.linalg.norm(np.asarray(ee_pos, dtype=float) - at) >= self.rise_m or t - t_rel >= self.rise_s:
-                self.anchor = np.asarray(q, dtype=float).copy()
-
-    @property
-    def window_open(self) -> bool:
-        return self.anchor is not None and self.holds == 1 and self._open
-
-
 class StallReturn:
-    """The control loop's side: `push(t, q, ee_pos, gripper_width, gripper_cmd)` each tick (the first q is
-    the start), `due()` says a return should begin and `begin(t)` starts it, `command(q, t)` drives it
-    (None when the policy has the arm). A return is due when the hand has stayed within `radius_m` for
-    `stall_s`, and either
-    - at the first stage, back to the start: the fingers have not closed yet (gripper width at most
-      `max_width / 2`) or, given `near_first_grasp_m`, the hand is within that distance of where they
-      first did; or
-    - given `after_release`, at the second stage, back to where the first stage ended (`FirstRelease`):
-      the fingers open, nothing held since the first release, and the hand away from the first grasp.
-    Each kind at most `max_returns` times. On arrival its own detector and `restart_detectors` (the loop's
-    short stall test) start afresh: the policy starts over as from that stage's start."""
+    """The control loop's side: `push(t, q, ee_pos, fingers_closed)` each tick (the first q is the start),
+    `due()` says a return should begin (the hand has stayed within `radius_m` for `stall_s`, fewer than
+    `max_returns` so far, and, given `near_first_grasp_m`, the fingers have not closed yet or the hand is
+    within that distance of where they first did), `begin(t)` starts one and `command(q, t)` drives it
+    (None when the policy has the arm). On arrival its own detector and `restart_detectors` (the loop's
+    short stall test) start afresh: the policy starts over as at the episode's start."""
 
     def __init__(self, safety: SafetyMonitor, dt: float, stall_s: float, radius_m: float, max_returns: int,
-                 near_first_grasp_m: float | None = None, restart_detectors: tuple[StallDetector, ...] = (),
-                 max_width: float = 0.08, after_release: bool = False):
+                 near_first_grasp_m: float | None = None, restart_detectors: tuple[StallDetector, ...] = ()):
         self.detector = StallDetector(stall_s, radius_m)
         self.restart_detectors = (self.detector, *restart_detectors)
         self.back = ReturnToStart(safety, dt)
         self.max_returns = int(max_returns)
         self.near_first_grasp_m = near_first_grasp_m
-        self.max_width = float(max_width)
-        self.release = FirstRelease() if after_release else None
-        self.count = 0  # returns to the start
-        self.count_release = 0  # returns to where the first stage ended
+        self.count = 0
         self.q_start: np.ndarray | None = None
         self.first_grasp: np.ndarray | None = None  # where the fingers first closed
         self._ee_pos = np.zeros(3)
 
-    def push(self, t: float, q, ee_pos, gripper_width: float, gripper_cmd: float | None = None) -> None:
+    def push(self, t: float, q, ee_pos, fingers_closed: bool = False) -> None:
         if self.q_start is None:
             self.q_start = np.asarray(q, dtype=float).copy()
         self._ee_pos = np.asarray(ee_pos, dtype=float).copy()
-        if gripper_width <= self.max_width / 2 and self.first_grasp is None:
+        if fingers_closed and self.first_grasp is None:
             self.first_grasp = self._ee_pos.copy()
-        if self.release is not None:
-            self.release.push(t, q, ee_pos, gripper_width, gripper_cmd)
         self.detector.push(t, ee_pos)
 
     def at_first_stage(self) -> bool:
@@ -134,28 +86,13 @@ class StallReturn:
             return True
         return float(np.linalg.norm(self._ee_pos - self.first_grasp)) <= self.near_first_grasp_m
 
-    def _target(self) -> tuple[str, np.ndarray] | None:
-        """Where a return due now goes: ("start", q) or ("release", q); None when none is due."""
-        if self.back.active or not self.detector.stalled():
-            return None
-        if self.at_first_stage():
-            return ("start", self.q_start) if self.count < self.max_returns else None
-        if self.release is not None and self.release.window_open and self.count_release < self.max_returns:
-            return "release", self.release.anchor
-        return None
-
-    def due(self) -> str | None:
-        """"start" or "release" when a return is due, else None."""
-        target = self._target()
-        return None if target is None else target[0]
+    def due(self) -> bool:
+        return (not self.back.active and self.count < self.max_returns and self.detector.stalled()
+                and self.at_first_stage())
 
     def begin(self, t: float) -> None:
-        kind, q = self._target()
-        self.back.begin(q, t)
-        if kind == "start":
-            self.count += 1
-        else:
-            self.count_release += 1
+        self.back.begin(self.q_start, t)
+        self.count += 1
 
     def command(self, q, t: float) -> JointCommand | None:
         if not self.back.active:

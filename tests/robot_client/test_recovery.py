@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from robot_client.recovery import FirstRelease, ReturnToStart, StallReturn
+from robot_client.recovery import ReturnToStart, StallReturn
 from robot_client.safety import SafetyMonitor
 from robot_client.sim.panda_mjcf import HOME_Q
 
@@ -52,9 +52,9 @@ def stalled_return(near_first_grasp_m, grasp_at=None, stuck_at=(0.4, 0.2, 0.35))
     ret = StallReturn(SafetyMonitor(), DT, stall_s=1.0, radius_m=0.08, max_returns=2, near_first_grasp_m=near_first_grasp_m)
     for i in range(8):
         at = np.array(grasp_at if grasp_at is not None else (0.3, 0.0, 0.6))
-        ret.push(i * DT, HOME_Q, at, 0.0 if grasp_at is not None and i == 7 else 0.08)
+        ret.push(i * DT, HOME_Q, at, fingers_closed=grasp_at is not None and i == 7)
     for i in range(8, 30):
-        ret.push(i * DT, HOME_Q, np.array(stuck_at), 0.08)
+        ret.push(i * DT, HOME_Q, np.array(stuck_at), fingers_closed=False)
     return ret
 
 
@@ -62,8 +62,8 @@ def stalled_return(near_first_grasp_m, grasp_at=None, stuck_at=(0.4, 0.2, 0.35))
                                            ((0.45, 0.22, 0.30), True),  # stuck 7 cm from the first grasp
                                            ((0.40, -0.15, 0.25), False)])  # stuck 36 cm away: a later stage
 def test_a_return_is_due_only_at_the_first_stage(grasp_at, due):
-    assert (stalled_return(0.10, grasp_at).due() == "start") is due
-    assert stalled_return(None, grasp_at).due() == "start"  # no gate: any long stall
+    assert stalled_return(0.10, grasp_at).due() is due
+    assert stalled_return(None, grasp_at).due()  # no gate: any long stall
 
 
 def test_returns_stop_at_max_returns_and_the_stall_is_counted_afresh_after_each():
@@ -77,74 +77,5 @@ def test_returns_stop_at_max_returns_and_the_stall_is_counted_afresh_after_each(
             q = HOME_Q.copy()  # arrived at the next tick
         assert not ret.due()  # arrival restarts the stall window
         for i in range(30):
-            ret.push(10.0 * n + i * DT, q, np.array((0.3, 0.0, 0.6)), 0.08)
+            ret.push(10.0 * n + i * DT, q, np.array((0.3, 0.0, 0.6)))
     assert ret.count == 2 and not ret.due()
-
-
-BAR, ABOVE_BAR, CUP = np.array((0.55, 0.2, 0.33)), np.array((0.55, 0.2, 0.40)), np.array((0.45, -0.15, 0.15))
-Q_ABOVE_BAR = HOME_Q + 0.2
-
-
-def first_stage_then(push, cup_grasp_width=None):
-    """Feeds `push(t, q, ee_pos, width, cmd)` a first stage (the fingers close on a 1.6 cm bar, hold it,
-    open and rise 7 cm from it), then 2 s stuck over the cup with the fingers open, or, given
-    `cup_grasp_width`, 2 s with them closed on the cup (then open again). Returns the time after."""
-    t = 0.0
-
-    def feed(n, q, at, width, cmd):
-        nonlocal t
-        for _ in range(n):
-            push(t, q, np.asarray(at, float), width, cmd)
-            t += DT
-
-    feed(5, HOME_Q, (0.3, 0.0, 0.6), 0.08, None)
-    feed(15, HOME_Q + 0.1, BAR, 0.016, 1.0)  # on the bar: closed, steady 1.6 cm apart
-    feed(3, HOME_Q + 0.1, BAR, 0.05, 0.0)  # let go
-    feed(2, Q_ABOVE_BAR, ABOVE_BAR, 0.05, 0.0)  # up 7 cm: the first stage's end
-    if cup_grasp_width is not None:
-        feed(10, HOME_Q + 0.3, CUP, cup_grasp_width, 1.0)
-    feed(30, HOME_Q + 0.3, CUP, 0.075, 0.0)
-    return t
-
-
-def test_the_first_release_is_where_the_hand_rose_from_the_first_object_it_let_go_of():
-    release = FirstRelease()
-    first_stage_then(release.push)
-    np.testing.assert_array_equal(release.anchor, Q_ABOVE_BAR)
-    assert release.holds == 1 and release.window_open
-
-
-def test_a_second_hold_closes_the_second_stage_but_closing_on_air_does_not():
-    held, air = FirstRelease(), FirstRelease()
-    first_stage_then(held.push, cup_grasp_width=0.049)  # fingers stopped on the cup
-    first_stage_then(air.push, cup_grasp_width=0.0)  # closed on nothing
-    assert held.holds == 2 and not held.window_open
-    assert air.holds == 1 and air.window_open
-
-
-def test_no_release_without_a_hold_first():
-    release = FirstRelease()
-    for i in range(40):  # the fingers close while moving (width changing every tick), then open
-        release.push(i * DT, HOME_Q, BAR, max(0.08 - 0.007 * i, 0.0) if i < 20 else 0.05, 1.0 if i < 20 else 0.0)
-    assert release.holds == 0 and release.anchor is None and not release.window_open
-
-
-@pytest.mark.parametrize("after_release", [True, False])
-def test_a_stall_at_the_second_stage_returns_to_the_first_release_only_when_asked(after_release):
-    ret = StallReturn(SafetyMonitor(), DT, stall_s=1.0, radius_m=0.08, max_returns=1, near_first_grasp_m=0.10,
-                      after_release=after_release)
-    t = first_stage_then(ret.push)
-    if not after_release:
-        assert ret.due() is None  # 40 cm from the first grasp: not the first stage
-        return
-    assert ret.due() == "release"
-    ret.begin(t)
-    q = HOME_Q + 0.3
-    while (command := ret.command(q, t)) is not None:
-        assert command.gripper == 0.0
-        q, t = command.q_target, t + DT
-    np.testing.assert_allclose(q, Q_ABOVE_BAR, atol=0.02)
-    assert (ret.count, ret.count_release) == (0, 1)
-    for i in range(30):  # stuck again: at most max_returns of this kind
-        ret.push(t + i * DT, q, CUP, 0.075, 0.0)
-    assert ret.due() is None
