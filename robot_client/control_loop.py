@@ -79,11 +79,7 @@ class LoopConfig:
     gripper_speed: float = 0.1  # m/s
     gripper_force: float = 20.0  # N
     stop_on_success: bool = True
-    seed: int | None = None  # base seed for the policy's noise (request i uses seed + i // noise_hold_chunks)
-    # Consecutive requests share one starting noise for this many chunks, so a policy torn between two modes
-    # (down to the cup or back up) keeps choosing the same one while it re-plans; a stalled request always
-    # draws fresh noise (one noise for a whole trial traps the policy: session 24).
-    noise_hold_chunks: int = 1
+    seed: int | None = None  # base seed for the policy's noise (request i uses seed + i)
 
     def __post_init__(self) -> None:
         if self.stall_noise_scale is not None and not is_noise_scale(self.stall_noise_scale):
@@ -101,8 +97,6 @@ class LoopConfig:
         if self.stall_return_near_first_grasp_m is not None and self.stall_return_near_first_grasp_m <= 0:
             raise ValueError(f"stall_return_near_first_grasp_m must be > 0 or None (anywhere), got "
                              f"{self.stall_return_near_first_grasp_m}")
-        if self.noise_hold_chunks < 1:
-            raise ValueError(f"noise_hold_chunks must be >= 1 (1: fresh noise for every chunk), got {self.noise_hold_chunks}")
         if self.stall_window_s <= 0 or self.stall_radius_m <= 0:
             raise ValueError(f"stall_window_s and stall_radius_m must be > 0, got {self.stall_window_s} s and "
                              f"{self.stall_radius_m} m")
@@ -203,17 +197,6 @@ class ControlLoop:
         """Ticks until a chunk requested now is expected to take over (latency + margin)."""
         return latency_ticks(self._latency_estimate(), self.config.dt) + self.config.request_margin_ticks
 
-    def _request_seed(self, stalled: bool) -> int | None:
-        cfg = self.config
-        if cfg.seed is None:
-            return None
-        i = self.stats.chunks + len(self.stats.errors)
-        if cfg.noise_hold_chunks == 1:
-            return cfg.seed + i
-        if stalled:  # fresh noise, apart from every held one
-            return cfg.seed + 1_000_000 + i
-        return cfg.seed + i // cfg.noise_hold_chunks
-
     def _needs_request(self, executor: ChunkExecutor, t: float) -> bool:
         # Ask when the actions left would run out before a new chunk could arrive.
         return executor.remaining(t) <= self._lead_ticks()
@@ -297,13 +280,13 @@ class ControlLoop:
                 elif back_command is not None:
                     pass  # no requests on the way back: their observations would be stale on arrival
                 elif not worker.busy and self._needs_request(executor, t):
-                    stalled = stall is not None and stall.stalled()
-                    seed = self._request_seed(stalled)
+                    seed = None if cfg.seed is None else cfg.seed + self.stats.chunks + len(self.stats.errors)
                     obs = self.history.snapshot()
                     # Inpainting: the actions the old chunk still executes before the new one takes over.
                     prefix = executor.prefix_for(obs.t, self._lead_ticks()) if cfg.inpaint else None
                     # Backward coherence: the sample that carries on the current plan (with --samples N).
                     guide = executor.plan_for(obs.t) if cfg.coherent else None
+                    stalled = stall is not None and stall.stalled()
                     self.stats.stalled_requests += stalled
                     last_request_id = worker.submit(obs, t, seed=seed, prefix=prefix, guide=guide,
                                   noise_scale=cfg.stall_noise_scale if stalled else None,

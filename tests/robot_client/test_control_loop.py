@@ -93,27 +93,6 @@ def test_request_i_draws_noise_from_seed_plus_i(env):
     assert len(policy.seeds) >= 4 and policy.seeds == list(range(7, 7 + len(policy.seeds)))
 
 
-def test_noise_hold_chunks_gives_consecutive_requests_one_noise(env):
-    policy = ScriptedPolicy()
-    make_loop(env, policy, max_steps=60, execute_k=4, seed=7, noise_hold_chunks=3).run()
-    n = len(policy.seeds)
-    assert n >= 7 and policy.seeds == [7 + i // 3 for i in range(n)]
-
-
-def test_a_stalled_request_draws_fresh_noise_while_noise_is_held(env):
-    """A held noise keeps a stuck hand stuck: the stalled requests each get their own."""
-    policy = StuckUntilHeatedPolicy()
-    make_loop(env, policy, max_steps=90, execute_k=4, stall_noise_scale=1.0, seed=7, noise_hold_chunks=50).run()
-    heated = [seed for seed, s in zip(policy.seeds, policy.noise_scales) if s is not None]
-    calm = {seed for seed, s in zip(policy.seeds, policy.noise_scales) if s is None}
-    assert heated and len(set(heated)) == len(heated) and calm == {7} and not calm & set(heated)
-
-
-def test_noise_hold_chunks_below_one_is_a_clear_error():
-    with pytest.raises(ValueError, match="noise_hold_chunks must be >= 1"):
-        LoopConfig(noise_hold_chunks=0)
-
-
 class StuckUntilHeatedPolicy(ScriptedPolicy):
     """Asks for no motion until a request comes at a raised noise scale, then for +x motion: a policy that
     a higher sampling temperature gets unstuck."""
