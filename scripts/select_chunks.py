@@ -5,9 +5,9 @@
 For each trial of the EVAL_DIRs (`robot_client eval`, sim) that succeeded without a return to the start
 pose, OUT gets an episode that links to the trial's files and holds a filtered `chunks.jsonl`. Left out:
 chunks asked while the hand was stalled (their `execute_k` is set: hotter samples, run longer), and the
-cup stage's chunks (from the lid first past OPENED to the cup lifted) asked more than KEEP seconds before
-the cup left the table: a hover over the cup, down and back up, is what a successful trial's labels must
-not teach (session 50). Train with `uwm_robot finetune --chunk-data OUT --skip-unlabelled-windows`.
+cup stage's chunks (from the lid first past OPEN_ANGLE, the check's "lid opened", to the cup lifted) asked
+more than KEEP seconds before the cup left the table: a hover over the cup, down and back up, is what a
+successful trial's labels must not teach (session 50). Train with `uwm_robot finetune --chunk-data OUT --skip-unlabelled-windows`.
 """
 from __future__ import annotations
 
@@ -22,16 +22,16 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from robot_client.sim.object_log import load_object_state  # noqa: E402
+from robot_client.tasks.rice_cooker import OPEN_ANGLE  # noqa: E402
 from uwm_robot.episode import CHUNKS_FILE, read_meta  # noqa: E402
 from uwm_robot.training_data import find_episodes  # noqa: E402
 
-OPENED = 1.2  # rad: the lid is open
 LIFTED = 0.02  # m above where the cup started: in the hand
 
 
 def cup_stage(lid: np.ndarray, cup: np.ndarray) -> tuple[int, int] | None:
     """(first tick the lid is open, first tick after it the cup is lifted), or None."""
-    opened = np.flatnonzero(lid > OPENED)
+    opened = np.flatnonzero(lid > OPEN_ANGLE)
     if not len(opened):
         return None
     lifted = np.flatnonzero(cup[:, 2] > cup[0, 2] + LIFTED)
@@ -44,9 +44,9 @@ def keep_chunk(chunk: dict, fps: float, stage: tuple[int, int], keep_ticks: int)
     return not chunk.get("execute_k") and not stage[0] <= tick < stage[1] - keep_ticks
 
 
-def select(trial: Path, out: Path, keep_before_lift_s: float) -> tuple[int, int] | None:
-    """Link `trial` into `out` with the kept chunks; (kept, dropped), or None if the trial is not used."""
-    meta = read_meta(trial)
+def select(trial: Path, meta: dict, out: Path, keep_before_lift_s: float) -> tuple[int, int] | None:
+    """Link `trial` (whose meta.json holds `meta`) into `out` with the kept chunks; (kept, dropped), or None if
+    the trial is not used."""
     if not (meta.get("outcome") or {}).get("success") or meta.get("loop_stats", {}).get("returns_to_start"):
         return None
     objects = load_object_state(trial)
@@ -79,10 +79,11 @@ def main(argv=None) -> int:
     trials = kept = dropped = 0
     for ev in args.evals:
         for trial in find_episodes([ev]):
-            seed = read_meta(trial).get("seed")
+            meta = read_meta(trial)
+            seed = meta.get("seed")
             if args.seeds and not (seed is not None and args.seeds[0] <= seed < args.seeds[1]):
                 continue
-            got = select(trial, args.out / f"{ev.name}_{trial.parent.name}_{trial.name}", args.keep_before_lift_s)
+            got = select(trial, meta, args.out / f"{ev.name}_{trial.parent.name}_{trial.name}", args.keep_before_lift_s)
             if got:
                 trials, kept, dropped = trials + 1, kept + got[0], dropped + got[1]
     if not trials:
