@@ -58,10 +58,11 @@ def select(trial: Path, meta: dict, out: Path, keep_before_lift_s: float) -> tup
     for f in trial.iterdir():
         if f.name != CHUNKS_FILE:
             os.symlink(f.resolve(), out / f.name)
+    keep_ticks = round(keep_before_lift_s * fps)
     kept = dropped = 0
     with open(trial / CHUNKS_FILE) as src, open(out / CHUNKS_FILE, "w") as dst:
         for line in src:
-            if keep_chunk(json.loads(line), fps, stage, round(keep_before_lift_s * fps)):
+            if keep_chunk(json.loads(line), fps, stage, keep_ticks):
                 dst.write(line)
                 kept += 1
             else:
