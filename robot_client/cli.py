@@ -59,15 +59,6 @@ def _common_policy_args(p: argparse.ArgumentParser) -> None:
                         "fingers first close, or within control.stall_return_near_first_grasp_m of where they did), and "
                         "let the policy start over, at most control.stall_return_max times (control.stall_return_s; "
                         "default from config); 'off' never does")
-    p.add_argument("--hover-window-s", default=None, metavar="S",
-                   help="a hand that has stayed within control.hover_radius_m (4 cm) of one spot in x-y for S seconds, "
-                        "at any height (going down to the cup and back up, chunk after chunk), runs "
-                        "--hover-execute-k actions of each chunk at the usual noise scale (control.hover_window_s; "
-                        "default from config); 'off' never does")
-    p.add_argument("--hover-execute-k", default=None, metavar="K",
-                   help="run K actions of each chunk asked while the hand hovers (--hover-window-s): the hovering "
-                        "policy plans 'up, then down to the cup' in one chunk (control.hover_execute_k; default from "
-                        "config); 'off' runs --stall-execute-k's")
     p.add_argument("--coherent", action="store_true",
                    help="send each request the current chunk's plan; a server sampling several chunks (--samples N) "
                         "returns the one nearest it instead of the medoid (control.coherent; bidirectional "
@@ -95,23 +86,13 @@ def _stall_noise_scale(text: str) -> float | None:
 _CHUNK_HORIZONS = range(1, 17)  # actions a 16-action chunk can run: --execute-k, --stall-execute-k
 
 
-def _horizon(flag: str):
-    return lambda text: _value_or_off(text, flag, int, lambda k: k in _CHUNK_HORIZONS,
-                                      "in 1..16 (actions of a 16-action chunk)")
+def _stall_execute_k(text: str) -> int | None:
+    return _value_or_off(text, "--stall-execute-k", int, lambda k: k in _CHUNK_HORIZONS,
+                         "in 1..16 (actions of a 16-action chunk)")
 
 
-def _seconds(flag: str):
-    return lambda text: _value_or_off(text, flag, float, lambda s: s > 0, "seconds > 0")
-
-
-# Control options that take a value or 'off', named as their control.* keys.
-_CONTROL_VALUE_OR_OFF = {
-    "stall_noise_scale": _stall_noise_scale,
-    "stall_execute_k": _horizon("--stall-execute-k"),
-    "hover_execute_k": _horizon("--hover-execute-k"),
-    "stall_return_s": _seconds("--stall-return-s"),
-    "hover_window_s": _seconds("--hover-window-s"),
-}
+def _stall_return_s(text: str) -> float | None:
+    return _value_or_off(text, "--stall-return-s", float, lambda s: s > 0, "seconds > 0")
 
 
 def _policy_settings(args: argparse.Namespace):
@@ -126,9 +107,12 @@ def _policy_settings(args: argparse.Namespace):
         control = dataclasses.replace(control, inpaint=True)
     if args.coherent:
         control = dataclasses.replace(control, coherent=True)
-    for key, parse in _CONTROL_VALUE_OR_OFF.items():
-        if getattr(args, key) is not None:
-            control = dataclasses.replace(control, **{key: parse(getattr(args, key))})
+    if args.stall_noise_scale is not None:
+        control = dataclasses.replace(control, stall_noise_scale=_stall_noise_scale(args.stall_noise_scale))
+    if args.stall_execute_k is not None:
+        control = dataclasses.replace(control, stall_execute_k=_stall_execute_k(args.stall_execute_k))
+    if args.stall_return_s is not None:
+        control = dataclasses.replace(control, stall_return_s=_stall_return_s(args.stall_return_s))
     if args.ensemble is not None:
         if args.ensemble < 1:
             raise SystemExit(f"--ensemble must be >= 1 (latest chunks averaged; 1 = off), got {args.ensemble}")

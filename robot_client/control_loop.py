@@ -62,14 +62,6 @@ class LoopConfig:
     # A chunk asked while stalled runs this many actions before the next takes over (None: execute_k). A policy
     # that cannot count ticks re-plans the same "wait, then move" forever at a short horizon.
     stall_execute_k: int | None = None
-    # A hand that has stayed within hover_radius_m of one spot in x-y for hover_window_s, at any height, is
-    # stalled too: a policy hovering over the cup goes down and back up at every chunk (docs/results.md,
-    # session 50; None = off).
-    hover_window_s: float | None = None
-    hover_radius_m: float = 0.04
-    # A chunk asked while hovering runs this many actions (None: stall_execute_k). The hovering policy plans
-    # "up, then down to the cup" in one chunk; any shorter horizon runs only the "up" (session 53).
-    hover_execute_k: int | None = None
     # A hand that has stayed within stall_return_radius_m for stall_return_s (a dither, not only a stall) is
     # driven back to the joint positions the episode started from, and the policy starts over from there, at
     # most stall_return_max times (robot_client.recovery; None = off). Only at the first stage: before the
@@ -97,8 +89,6 @@ class LoopConfig:
             raise ValueError(f"stall_turn_deg must be > 0 or None (position alone), got {self.stall_turn_deg}")
         if self.stall_execute_k is not None and self.stall_execute_k < 1:
             raise ValueError(f"stall_execute_k must be >= 1 or None (execute_k), got {self.stall_execute_k}")
-        if self.hover_execute_k is not None and self.hover_execute_k < 1:
-            raise ValueError(f"hover_execute_k must be >= 1 or None (stall_execute_k), got {self.hover_execute_k}")
         if self.stall_return_s is not None and self.stall_return_s <= 0:
             raise ValueError(f"stall_return_s must be > 0 s or None (off), got {self.stall_return_s}")
         if self.stall_return_max < 1 or self.stall_return_radius_m <= 0:
@@ -107,9 +97,6 @@ class LoopConfig:
         if self.stall_return_near_first_grasp_m is not None and self.stall_return_near_first_grasp_m <= 0:
             raise ValueError(f"stall_return_near_first_grasp_m must be > 0 or None (anywhere), got "
                              f"{self.stall_return_near_first_grasp_m}")
-        if (self.hover_window_s is not None and self.hover_window_s <= 0) or self.hover_radius_m <= 0:
-            raise ValueError(f"hover_window_s must be > 0 s or None (off) and hover_radius_m > 0, got "
-                             f"{self.hover_window_s} s and {self.hover_radius_m} m")
         if self.stall_window_s <= 0 or self.stall_radius_m <= 0:
             raise ValueError(f"stall_window_s and stall_radius_m must be > 0, got {self.stall_window_s} s and "
                              f"{self.stall_radius_m} m")
@@ -146,7 +133,6 @@ class LoopStats:
     overruns: int = 0  # ticks that took more than 1.5 periods
     intervention_ticks: int = 0  # ticks an operator drove (takeover)
     stalled_requests: int = 0  # chunks asked while the hand was stalled (robot_client.stall)
-    hover_requests: int = 0  # chunks asked while the hand hovered over one spot, not stalled (hover_window_s)
     returns_to_start: int = 0  # times a long stall sent the arm back to where the episode started
     errors: list[str] = field(default_factory=list)
 
@@ -168,7 +154,6 @@ class LoopStats:
             "overruns": self.overruns,
             "intervention_ticks": self.intervention_ticks,
             "stalled_requests": self.stalled_requests,
-            "hover_requests": self.hover_requests,
             "returns_to_start": self.returns_to_start,
             "queue_depth_min": int(min(self.queue_depth[1:] or [0])),
             "errors": list(self.errors),
@@ -235,13 +220,11 @@ class ControlLoop:
         dt = cfg.dt
         executor = ChunkExecutor(dt, cfg.execute_k, cfg.blend_steps, cfg.ensemble_chunks)
         worker = InferenceWorker(self.policy, cfg.sim_latency_s)
-        treat_stalls = cfg.stall_noise_scale is not None or cfg.stall_execute_k is not None
-        stall = StallDetector(cfg.stall_window_s, cfg.stall_radius_m, cfg.stall_turn_deg) if treat_stalls else None
-        hover = (StallDetector(cfg.hover_window_s, cfg.hover_radius_m)
-                 if treat_stalls and cfg.hover_window_s is not None else None)
+        stall = (StallDetector(cfg.stall_window_s, cfg.stall_radius_m, cfg.stall_turn_deg)
+                 if cfg.stall_noise_scale is not None or cfg.stall_execute_k is not None else None)
         stall_return = (StallReturn(self.action_path.safety, dt, cfg.stall_return_s, cfg.stall_return_radius_m,
                                     cfg.stall_return_max, cfg.stall_return_near_first_grasp_m,
-                                    restart_detectors=tuple(d for d in (stall, hover) if d is not None))
+                                    restart_detectors=(stall,) if stall is not None else ())
                         if cfg.stall_return_s is not None and self.takeover is None else None)
         last_request_id, stale_below = 0, 0  # chunks asked before a return to the start are dropped
         self.history.reset()
@@ -264,8 +247,6 @@ class ControlLoop:
                 g_state = self.gripper.get_state()
                 if stall is not None:
                     stall.push(t, ee_pos, ee_quat)
-                if hover is not None:
-                    hover.push(t, ee_pos[:2])
                 if stall_return is not None:  # fingers at least half closed: a grasp
                     stall_return.push(t, q, ee_pos, fingers_closed=float(g_state.width) <= self.max_width / 2)
                 frames = {name: cam.read() for name, cam in self.cameras.items()}
@@ -306,15 +287,10 @@ class ControlLoop:
                     # Backward coherence: the sample that carries on the current plan (with --samples N).
                     guide = executor.plan_for(obs.t) if cfg.coherent else None
                     stalled = stall is not None and stall.stalled()
-                    # A hover commits to longer chunks at the usual temperature: hotter samples near the cup
-                    # knock it over (session 50).
-                    hovering = not stalled and hover is not None and hover.stalled()
                     self.stats.stalled_requests += stalled
-                    self.stats.hover_requests += hovering
                     last_request_id = worker.submit(obs, t, seed=seed, prefix=prefix, guide=guide,
                                   noise_scale=cfg.stall_noise_scale if stalled else None,
-                                  execute_k=(cfg.stall_execute_k if stalled
-                                             else cfg.hover_execute_k or cfg.stall_execute_k if hovering else None))
+                                  execute_k=cfg.stall_execute_k if stalled else None)
 
                 scheduled = None if back_command is not None else executor.action_at(t)
                 self.stats.queue_depth.append(executor.remaining(t))

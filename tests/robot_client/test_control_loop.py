@@ -153,42 +153,6 @@ def test_a_stalled_hand_commits_to_longer_chunks_with_stall_execute_k(env):
     assert set(policy.noise_scales) == {None} and result.stats["stalled_requests"] >= 4
 
 
-class BobbingPolicy(StuckUntilHeatedPolicy):
-    """Goes down, then back up, chunk after chunk, over one spot: a hover over the cup."""
-
-    def infer(self, obs, seed=None, noise_scale=None):
-        self.action = np.array([0, 0, 0.8 if len(self.noise_scales) % 2 else -0.8, 0, 0, 0, 0.0])
-        return super().infer(obs, seed, noise_scale)
-
-
-@pytest.mark.parametrize("hover_window_s, hover_execute_k, run_length", [(None, None, None), (2.0, None, 11),
-                                                                         (2.0, 16, 12)])
-def test_a_hand_hovering_over_one_spot_commits_to_longer_chunks_when_hover_window_s_is_set(
-        env, hover_window_s, hover_execute_k, run_length):
-    """Its height swings 6 cm a chunk, so the 3 cm stall test never fires; staying within hover_radius_m in
-    x-y for hover_window_s does (off by default): its chunks then run hover_execute_k actions (unset:
-    stall_execute_k's; 16 runs to the chunk's end, less the ticks it took to arrive), at the server's
-    temperature (hotter samples over the cup knock it over)."""
-    policy = BobbingPolicy()
-    loop = make_loop(env, policy, max_steps=90, execute_k=4, stall_noise_scale=1.0, stall_execute_k=12,
-                     stall_window_s=3.0, hover_window_s=hover_window_s, hover_radius_m=0.04,
-                     hover_execute_k=hover_execute_k)
-    ticks = []
-    loop.on_step = lambda rec, frames: ticks.append((rec.t, rec.action_index))
-    result = loop.run()
-    indices = np.array([i for _, i in ticks[3:]])
-    starts = np.flatnonzero(np.diff(indices) < 0) + 1
-    runs = [(ticks[3 + a][0], len(r)) for a, r in zip([0, *starts], np.split(indices, starts))]
-    assert set(policy.noise_scales) == {None}
-    if hover_window_s is None:
-        assert {n for _, n in runs[:-1]} == {3} and result.stats["hover_requests"] == 0
-    else:
-        assert {n for t, n in runs if t < 2.0} == {3}
-        assert {n for t, n in runs[:-1] if t > 2.0 + 8 / 15} == {run_length}
-        assert result.stats["hover_requests"] >= 3
-    assert result.stats["stalled_requests"] == 0
-
-
 def test_nan_chunks_hold_the_arm(env):
     q0 = np.asarray(env.robot.get_joint_positions())
     result = make_loop(env, ScriptedPolicy(action=[np.nan] * 7)).run()

@@ -123,27 +123,10 @@ def test_rollouts_keep_only_their_videos_unless_asked():
     assert parser.parse_args(["run", "--raw-frames"]).raw_frames is True
 
 
-@pytest.mark.parametrize("flag, key", [("--stall-return-s", "stall_return_s"), ("--hover-window-s", "hover_window_s")])
-def test_seconds_options_take_a_value_or_off(flag, key):
-    from robot_client.cli import _policy_settings
+def test_stall_return_s_off_disables_the_shipped_one():
+    from robot_client.cli import _stall_return_s
 
-    def control(*argv):
-        return _policy_settings(build_parser().parse_args(["eval", *argv])).control
-
-    assert getattr(control(flag, "off"), key) is None and getattr(control(flag, "8"), key) == 8.0
+    assert _stall_return_s("off") is None and _stall_return_s("8") == 8.0
     for text in ("0", "-1", "soon"):
-        with pytest.raises(SystemExit, match=f"{flag} must be seconds > 0 or 'off', got '{text}'"):
-            control(flag, text)
-
-
-def test_hover_execute_k_takes_a_chunk_horizon_or_off():
-    from robot_client.cli import _policy_settings
-
-    def control(*argv):
-        return _policy_settings(build_parser().parse_args(["eval", *argv])).control
-
-    assert control("--hover-execute-k", "off").hover_execute_k is None
-    assert control("--hover-execute-k", "16").hover_execute_k == 16
-    for text in ("0", "17", "all"):
-        with pytest.raises(SystemExit, match=f"--hover-execute-k must be in 1..16 .* or 'off', got '{text}'"):
-            control("--hover-execute-k", text)
+        with pytest.raises(SystemExit, match=f"--stall-return-s must be seconds > 0 or 'off', got '{text}'"):
+            _stall_return_s(text)
