@@ -94,7 +94,8 @@ def build_scene_xml(task_assets: str, task_bodies: str, condition: Condition, di
     <geom name="table" class="obj" type="box" size="0.65 0.75 0.025" pos="0.4 0 -0.025" material="table"/>
     <geom class="decor" type="box" size="0.05 0.05 0.36" pos="0.95 0.65 -0.41" rgba="0.3 0.3 0.3 1"/>
     <geom class="decor" type="box" size="0.05 0.05 0.36" pos="0.95 -0.65 -0.41" rgba="0.3 0.3 0.3 1"/>
-    <geom name="floor" class="decor" type="plane" size="4 4 0.1" pos="0 0 -0.77" material="room"/>
+    <!-- The floor catches what falls off the table (contype 2 meets the objects' conaffinity 3); else it falls forever. -->
+    <geom name="floor" class="decor" contype="2" type="plane" size="4 4 0.1" pos="0 0 -0.77" material="room"/>
     <geom class="decor" type="box" size="0.02 2.5 1.5" pos="2.0 0 0.5" material="room"/>
     <geom class="decor" type="box" size="2.5 0.02 1.5" pos="0.3 1.9 0.5" material="room"/>
     <geom class="decor" type="box" size="2.5 0.02 1.5" pos="0.3 -1.9 0.5" material="room"/>

@@ -461,3 +461,19 @@ def test_the_watchdog_flags_a_lid_that_fell_shut_before_the_cup_and_the_expert_o
     # Straight for the bar, as a demo starts: no detour to the clear height turned to the cup grip first
     # (grasped after 49 ticks that way, 38 this way), whose labels made a finetuned policy hover (session 41).
     assert 0 < int(np.argmax(ticks[:, 1] < 0.03)) < 44
+
+
+def test_a_cup_pushed_off_the_table_lands_on_the_floor():
+    """The floor is drawn for the cameras and also catches what falls off the table (it fell forever)."""
+    import mujoco
+
+    from robot_client.tasks.base import set_free_body_pose
+    from robot_client.tasks.rice_cooker import cup_position
+
+    with SimEnv("rice_cooker", seed=0, camera_names=()) as env:
+        world = env.world
+        set_free_body_pose(world, "cup", (1.2, 0.0, 0.3))  # beyond the table's far edge (x = 1.05)
+        mujoco.mj_forward(world.model, world.data)
+        world.step_to(world.data.time + 2.0)
+        floor_z = world.model.geom("floor").pos[2]
+        assert cup_position(world)[2] == pytest.approx(floor_z, abs=0.06)
