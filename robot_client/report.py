@@ -60,6 +60,8 @@ class Trial:
     num_steps: int
     duration_s: float | None
     meta: dict
+    stages: tuple[str, ...] = ()  # the task's stages in order (the sim's task_progress; empty without it)
+    reached: tuple[str, ...] = ()  # the stages this trial reached
     latency_ms: np.ndarray = field(default_factory=lambda: np.zeros(0))
     period_ms: np.ndarray = field(default_factory=lambda: np.zeros(0))
     on_step_ms_p99: float | None = None
@@ -76,13 +78,15 @@ def _trial(ep: Episode) -> Trial:
     wall = ep.steps.get("wall_ns", np.zeros(0))
     period = np.diff(wall.astype(np.int64)) / 1e6 if len(wall) > 1 else np.zeros(0)
     lat = np.array([c.get("latency_s", np.nan) for c in ep.chunks], dtype=float) * 1e3
+    progress = m.get("task_progress") or {}
     return Trial(
         path=ep.path, task=m.get("task") or "unknown", condition=cond,
         category=m.get("ood_category") or ood_category(cond) or "other",
         success=outcome.get("success") if ep.finished else None, finished=ep.finished,
         reason=outcome.get("reason") or ("crashed / still recording" if not ep.finished else ""),
         decided_by=outcome.get("decided_by") or "none", num_steps=ep.num_steps, duration_s=m.get("duration_s"),
-        meta=m, latency_ms=lat[np.isfinite(lat)], period_ms=period,
+        meta=m, stages=tuple(progress.get("stages") or ()), reached=tuple(progress.get("reached") or ()),
+        latency_ms=lat[np.isfinite(lat)], period_ms=period,
         on_step_ms_p99=((m.get("timing") or {}).get("on_step_ms") or {}).get("p99"))
 
 
@@ -162,6 +166,32 @@ def table_iv(trials: list[Trial]) -> tuple[list[str], list[tuple[str, str, dict[
         rows.append(("OOD", "all OOD", cells(ood)))
     rows.append(("All", "all conditions", cells(trials)))
     return columns, rows
+
+
+def stage_table(trials: list[Trial]) -> dict[str, tuple[list[str], list[tuple[str, dict[str, Cell]]]]]:
+    """Where trials stop: per task with recorded stages, (its stages, rows of (condition, stage -> Cell of
+    the labelled trials that reached it)), conditions in Table IV order. Trials without stages are left out."""
+    out = {}
+    for task in _order({t.task for t in trials if t.stages}, ()):
+        group = [t for t in trials if t.task == task and t.stages and t.counted]
+        stages = list(max((t.stages for t in group), key=len, default=()))
+        rows = []
+        for cond in _order({t.condition for t in group}, CONDITION_ORDER):
+            members = [t for t in group if t.condition == cond]
+            rows.append((cond, {s: Cell(sum(s in t.reached for t in members), len(members)) for s in stages}))
+        if len(rows) > 1:
+            rows.append(("all conditions", {s: Cell(sum(r[1][s].k for r in rows), sum(r[1][s].n for r in rows))
+                                            for s in stages}))
+        if rows:
+            out[task] = (stages, rows)
+    return out
+
+
+def _stage_text(t: Trial) -> str:
+    """'2/3: cup in the pot' (stages reached, the last of them), or '–' when the trial recorded none."""
+    if not t.stages:
+        return "–"
+    return f"{len(t.reached)}/{len(t.stages)}" + (f": {t.reached[-1]}" if t.reached else "")
 
 
 # ---- figures ----------------------------------------------------------------------------------------
@@ -317,6 +347,12 @@ def write_report(eval_dir: str | Path, title: str | None = None) -> tuple[Path, 
           "|---|---|" + "---|" * len(columns)]
     for cat, label, cells in rows:
         md.append(f"| {cat} | {label} | " + " | ".join(cells[c].text() for c in columns) + " |")
+    stages = stage_table(trials)
+    if stages:
+        md += ["", "## Stages reached (labelled trials that got at least that far)"]
+    for task, (names, srows) in stages.items():
+        md += ["", f"| {task} | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+        md += [f"| {cond} | " + " | ".join(cells[n].text() for n in names) + " |" for cond, cells in srows]
     md += ["", "## Timing", ""] + [f"- {k}: {v}" for k, v in timing] + [""]
     if lat_b64:
         md.append(f"![latency]({ASSETS_DIR}/latency_hist.png)")
@@ -324,13 +360,13 @@ def write_report(eval_dir: str | Path, title: str | None = None) -> tuple[Path, 
         md.append(f"![loop period]({ASSETS_DIR}/loop_period_hist.png)")
     md += ["", "## Trials", ""]
     for key in group_keys:
-        md += [f"### {key[0]} / {key[1]}", "", "| trial | outcome | reason | steps | first / last | videos |",
-               "|---|---|---|---|---|---|"]
+        md += [f"### {key[0]} / {key[1]}", "", "| trial | outcome | reason | stages | steps | first / last | videos |",
+               "|---|---|---|---|---|---|---|"]
         for t in groups[key]:
             f, l = thumbs[t.path]
             thumb = f"![first]({f}) ![last]({l})" if f else ""
             vids = " ".join(f"[{c}]({p})" for c, p in videos[t.path].items())
-            md.append(f"| {t.path.name} | {_outcome(t)} | {t.reason} | {t.num_steps} | {thumb} | {vids} |")
+            md.append(f"| {t.path.name} | {_outcome(t)} | {t.reason} | {_stage_text(t)} | {t.num_steps} | {thumb} | {vids} |")
         md.append("")
     md_path = eval_dir / "report.md"
     md_path.write_text("\n".join(md))
@@ -354,7 +390,16 @@ def write_report(eval_dir: str | Path, title: str | None = None) -> tuple[Path, 
         cls = " class='total'" if label.endswith("(all)") or cat in ("OOD", "All") else ""
         h.append(f"<tr{cls}><td>{e(cat)}</td><td>{e(label)}</td>" + "".join(
             f"<td class='rate' style='background:{_rate_color(cells[c])}'>{e(cells[c].text())}</td>" for c in columns) + "</tr>")
-    h.append("</table><h2>Timing</h2><table>")
+    h.append("</table>")
+    if stages:
+        h.append("<h2>Stages reached <small>(labelled trials that got at least that far)</small></h2>")
+    for task, (names, srows) in stages.items():
+        h.append(f"<table><tr><th>{e(task)}</th>" + "".join(f"<th>{e(n)}</th>" for n in names) + "</tr>")
+        h += [f"<tr><td>{e(cond)}</td>" + "".join(f"<td class='rate' style='background:{_rate_color(cells[n])}'>"
+                                                  f"{e(cells[n].text())}</td>" for n in names) + "</tr>"
+              for cond, cells in srows]
+        h.append("</table>")
+    h.append("<h2>Timing</h2><table>")
     h += [f"<tr><th style='text-align:left'>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in timing]
     h.append("</table><div class='figs'>")
     for b64, alt in ((lat_b64, "inference latency histogram"), (per_b64, "loop period histogram")):
@@ -366,7 +411,7 @@ def write_report(eval_dir: str | Path, title: str | None = None) -> tuple[Path, 
         for t in groups[key]:
             cell.add(t)
         h.append(f"<h3>{e(key[0])} / {e(key[1])} <small>{e(cell.text())}</small></h3>")
-        h.append("<table><tr><th>trial</th><th>outcome</th><th>reason</th><th>decided by</th><th>steps</th>"
+        h.append("<table><tr><th>trial</th><th>outcome</th><th>reason</th><th>decided by</th><th>stages</th><th>steps</th>"
                  "<th>first / last frame</th><th>videos</th></tr>")
         for t in groups[key]:
             f, l = thumbs[t.path]
@@ -374,7 +419,8 @@ def write_report(eval_dir: str | Path, title: str | None = None) -> tuple[Path, 
             vids = " ".join(f"<a href='{e(p)}'>{e(c)}</a>" for c, p in videos[t.path].items())
             cls = "ok" if t.success is True and t.finished else ("fail" if t.success is False else "na")
             h.append(f"<tr><td>{e(t.path.name)}</td><td class='{cls}'>{e(_outcome(t))}</td><td>{e(t.reason)}</td>"
-                     f"<td>{e(t.decided_by)}</td><td>{t.num_steps}</td><td>{img}</td><td>{vids}</td></tr>")
+                     f"<td>{e(t.decided_by)}</td><td>{e(_stage_text(t))}</td><td>{t.num_steps}</td><td>{img}</td>"
+                     f"<td>{vids}</td></tr>")
         h.append("</table>")
     h.append("</body></html>")
     html_path = eval_dir / "report.html"

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from robot_client.recording import EpisodeWriter, synthetic_frames, synthetic_step, write_synthetic_episode
-from robot_client.report import Cell, collect_trials, register, table_iv, wilson_interval, write_report
+from robot_client.report import (Cell, collect_trials, register, stage_table, table_iv, wilson_interval,
+                                 write_report)
 
 
 @pytest.mark.parametrize("k,n,lo,hi", [
@@ -49,6 +50,9 @@ OUTCOMES = {
 }
 
 
+RICE_STAGES = ("lid opened", "cup in the pot", "lid closed")
+
+
 @pytest.fixture(scope="module")
 def eval_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("eval")
@@ -56,8 +60,11 @@ def eval_dir(tmp_path_factory):
     for task, conds in OUTCOMES.items():
         for cond, outs in conds.items():
             for i, s in enumerate(outs):
+                meta = {"task": task, "condition": cond}
+                if task == "rice_cooker":  # the sim's stage checks: a failure here stops after the first stage
+                    meta["task_progress"] = {"stages": list(RICE_STAGES), "reached": list(RICE_STAGES[:3 if s else 1])}
                 write_synthetic_episode(root / task / cond / f"trial_{i:03d}", n_steps=10, camera_shapes=cams,
-                                        metadata={"task": task, "condition": cond}, success=s,
+                                        metadata=meta, success=s,
                                         decided_by="sim_check" if task == "rice_cooker" else "operator_key")
     # a crashed trial and an unlabelled one: listed, not counted
     w = EpisodeWriter(root / "rice_cooker" / "ID" / "trial_099", {"task": "rice_cooker", "condition": "ID"}, cams,
@@ -98,6 +105,17 @@ def test_success_counts_and_intervals(eval_dir):
     assert by["B1"]["stack_bowls"].text() == "3/4 = 75% [30–95]"
 
 
+def test_stages_reached_per_condition_for_tasks_that_record_them(eval_dir):
+    table = stage_table(collect_trials(eval_dir))
+    assert list(table) == ["rice_cooker"]  # stack_bowls' synthetic trials record no stages
+    names, rows = table["rice_cooker"]
+    assert names == list(RICE_STAGES)
+    counts = {cond: [(c[n].k, c[n].n) for n in names] for cond, c in rows}
+    # labelled trials only: ID's crashed trial and L1's unlabelled one are left out
+    assert counts == {"ID": [(3, 3), (2, 3), (2, 3)], "L1": [(2, 2), (1, 2), (1, 2)], "C2": [(2, 2), (0, 2), (0, 2)],
+                      "all conditions": [(7, 7), (3, 7), (3, 7)]}
+
+
 def test_report_files(eval_dir):
     html_path, md_path = write_report(eval_dir, title="synthetic eval")
     assert html_path == eval_dir / "report.html" and md_path == eval_dir / "report.md"
@@ -108,6 +126,10 @@ def test_report_files(eval_dir):
     assert cell in md and cell in html
     assert "| Clutter | C2 | 0/2 = 0% [0–66] | – | 0/2 = 0% [0–66] |" in md
     assert "15 trials" in md and "13 labelled, 2 crashed" in md
+    # where trials stop: the stage table, and each trial's last stage
+    assert "| C2 | 2/2 = 100% [34–100] | 0/2 = 0% [0–66] | 0/2 = 0% [0–66] |" in md
+    assert md.count("| 1/3: lid opened |") == 4 and md.count("| 3/3: lid closed |") == 3
+    assert html.count("<td>1/3: lid opened</td>") == 4
     # histograms: files for the markdown, embedded PNGs in the HTML
     assert (eval_dir / "report_assets" / "latency_hist.png").stat().st_size > 1000
     assert (eval_dir / "report_assets" / "loop_period_hist.png").stat().st_size > 1000
