@@ -217,7 +217,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     """Trials per condition under <out>/<task>/<condition>/trial_XXX; finished trials are kept and
     skipped on a re-run (resume); an unfinished one (a crash) is kept aside and run again."""
     from robot_client.keys import KeyListener
-    from robot_client.report import write_report
+    from robot_client.report import stage_text, write_report
     from robot_client.runner import TrialSpec, open_policy, run_sim_trial
     from uwm_robot.episode import is_episode_dir, read_meta
 
@@ -245,8 +245,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
                              args.operator, args.raw_frames)
                 r = run_sim_trial(spec, policy, metadata, settings, estop, realtime=args.realtime)
                 done += 1
+                stages = stage_text(read_meta(trial_dir).get("task_progress")) if is_episode_dir(trial_dir) else "–"
                 print(f"[eval] {args.task} {condition} trial {i} seed={spec.seed}: success={r.success} ({r.reason}, "
-                      f"{r.steps} steps)", flush=True)
+                      f"{r.steps} steps; stages {stages})", flush=True)
                 if r.reason in ("estop", "interrupted"):
                     stopped = True
                     break

@@ -29,6 +29,7 @@ def test_eval_reports_resumes_and_reruns_unfinished_trials(tiny_checkpoint, tmp_
                      "--noise-scale", "0.5", "--stall-noise-scale", "1", "--stall-execute-k", "9", "--stall-return-s", "off",
                      "--raw-frames")
     assert first.count("[eval] rice_cooker") == 4
+    assert first.count("steps; stages 0/3)") == 4  # 12 ticks: the lid still shut
     for cond in ("ID", "C1"):
         for i in range(2):
             trial = out / "rice_cooker" / cond / f"trial_{i:03d}"
@@ -61,6 +62,7 @@ def test_eval_reports_resumes_and_reruns_unfinished_trials(tiny_checkpoint, tmp_
                 assert np.abs(raw - video).mean() > 0.5  # yuv420p, crf 23: what training on the video alone sees
     report = (out / "report.md").read_text()
     assert "rice_cooker" in report and "C1" in report and "0/2" in report
+    assert "| C1 | 0/2 = 0% [0–66] | 0/2 = 0% [0–66] | 0/2 = 0% [0–66] |" in report  # no stage reached
     assert "actions executed per chunk (execute_k): 5" in report
 
     # A re-run resumes: every finished trial is kept and skipped.
