@@ -146,7 +146,7 @@ def _serve(args: argparse.Namespace) -> int:
     warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
     try:
         policy = UWMPolicy.load(args.checkpoint, device=args.device, fast=not args.plain, config_path=args.config,
-                                samples=args.samples, noise_scale=args.noise_scale, select=args.select)
+                                samples=args.samples, noise_scale=args.noise_scale)
     except (CheckpointError, ConfigError) as e:
         raise UserError(str(e)) from None
     max_bytes = int(args.max_message_mb * (1 << 20))
@@ -190,9 +190,6 @@ def register_serve(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--samples", type=int, default=1,
                    help="chunks sampled per request; the medoid (the one nearest the others) is returned, or with a "
                         "request's guide the one nearest it (default 1)")
-    p.add_argument("--select", choices=("medoid", "direct"), default="medoid",
-                   help="with --samples N and no guide, return the medoid, or 'direct': the chunk whose first actions "
-                        "head where it ends (default medoid)")
     p.add_argument("--noise-scale", type=float, default=1.0,
                    help="multiply each chunk's starting DDIM noise by this factor in [0, 1]: a sampling temperature; "
                         "below 1 successive chunks agree more (default 1, the official sampler)")

@@ -57,12 +57,6 @@ RAW_ACTION_NAMES_DROID = ("vx", "vy", "vz", "r00", "r01", "r02", "r10", "r11", "
 Images = Mapping[str, Any]  # camera -> uint8 (B, n_obs, H, W, 3); state key -> float (B, n_obs, D)
 
 
-# How one of several sampled chunks is chosen (with no guide): the medoid, or the most direct plan (`_detour`).
-SELECTIONS = ("medoid", "direct")
-DIRECT_PREFIX = 4  # actions: about what a client at execute_k 4 runs of each chunk
-DIRECT_MIN_TRAVEL = 0.5  # summed normalised velocity over a chunk below which a plan counts as standing still
-
-
 def new_seed() -> int:
     return secrets.randbits(63)
 
@@ -72,15 +66,12 @@ class UWMPolicy:
     (one caller at a time: the server runs it on one worker thread)."""
 
     def __init__(self, loaded: LoadedCheckpoint, fast: bool = True, samples: int = 1, noise_scale: float = 1.0,
-                 select: str = "medoid", **fast_options: Any):
+                 **fast_options: Any):
         problem = sampling_problem(samples, noise_scale)
         if problem:
             raise ValueError(problem)
-        if select not in SELECTIONS:
-            raise ValueError(f"select must be one of {SELECTIONS} (how one of several sampled chunks is chosen), got {select!r}")
         self.loaded = loaded
         self.samples = int(samples)
-        self.select = select
         self.noise_scale = float(noise_scale)
         self.config: ModelConfig = loaded.config
         self.model = loaded.model
@@ -105,12 +96,11 @@ class UWMPolicy:
         verify: bool = False,
         samples: int = 1,
         noise_scale: float = 1.0,
-        select: str = "medoid",
         **fast_options: Any,
     ) -> "UWMPolicy":
         """Our checkpoint directory or an official `models.pt` (see `load_checkpoint`)."""
         loaded = load_checkpoint(path, device=device, dtype=dtype, config_path=config_path, verify=verify)
-        return cls(loaded, fast=fast, samples=samples, noise_scale=noise_scale, select=select, **fast_options)
+        return cls(loaded, fast=fast, samples=samples, noise_scale=noise_scale, **fast_options)
 
     # ---- description --------------------------------------------------------------------------
     def _build_metadata(self) -> dict[str, Any]:
@@ -146,7 +136,6 @@ class UWMPolicy:
             "fast_path": bool(self.fast),
             "samples_per_chunk": self.samples,  # >1: the medoid of that many samples (or the one nearest a guide) is returned
             "action_noise_scale": self.noise_scale,  # the starting action noise's factor (1: the official sampler)
-            "sample_selection": self.select,  # how one of several samples is chosen without a guide (SELECTIONS)
         }
 
     def metadata(self) -> dict[str, Any]:
@@ -212,8 +201,6 @@ class UWMPolicy:
         cands = raw.reshape(-1, self.samples, *raw.shape[-2:])
         flat = cands.float().flatten(2)
         score = torch.cdist(flat, flat).sum(-1)  # (B, samples)
-        if self.select == "direct":
-            score = self._detour(cands, score)
         if guide is not None and guide_mask is not None:
             B, L, D = cands.shape[0], *raw.shape[-2:]
             g = torch.as_tensor(np.asarray(guide, np.float32), device=raw.device).expand(B, L, D)
@@ -221,19 +208,6 @@ class UWMPolicy:
             dist = ((cands.float() - g[:, None]) ** 2 * m[:, None, :, None]).sum((-1, -2))
             score = torch.where(m.any(-1, keepdim=True), dist, score)
         return cands[torch.arange(cands.shape[0]), score.argmin(-1)]
-
-    def _detour(self, cands: torch.Tensor, medoid_score: torch.Tensor) -> torch.Tensor:
-        """Scores (lower is chosen) that prefer the candidate whose first DIRECT_PREFIX moves head where the
-        whole chunk ends: minus the cosine between the hand's travel over those actions and over the chunk.
-        A plan of "up, then down to the cup" executed a few actions at a time only ever runs its "up"
-        (docs/results.md, session 53). Rows where most candidates barely move keep the medoid."""
-        robot, _ = self.decode_actions(cands)
-        lin = torch.from_numpy(robot[..., :3]).to(cands.device)  # (B, S, L, 3) linear velocity
-        end, start = lin.sum(-2), lin[..., :DIRECT_PREFIX, :].sum(-2)
-        moving = (end.norm(dim=-1) > DIRECT_MIN_TRAVEL) & (start.norm(dim=-1) > DIRECT_MIN_TRAVEL * DIRECT_PREFIX / lin.shape[-2])
-        cos = torch.nn.functional.cosine_similarity(start, end, dim=-1).masked_fill(~moving, -1.0)
-        use = moving.float().mean(-1, keepdim=True) > 0.5
-        return torch.where(use, -cos, medoid_score)
 
     def infer_batch(self, requests: Sequence[Mapping[str, Any] | tuple]) -> list[dict[str, Any]]:
         """Requests `{"images", "seed", "prefix", "prefix_mask", "guide", "guide_mask", "noise_scale"}` (or

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from policy_server.local import make_preset_checkpoint
 from uwm_robot import action_codec
@@ -111,31 +110,6 @@ def test_samples_return_the_medoid_of_that_many_candidates(policy):
         np.testing.assert_allclose(medoid_policy.infer(obs, seed=5, prefix=p, prefix_mask=m)["raw"][0, :4], prefix[0, :4], atol=1e-5)
     with pytest.raises(ValueError, match="--samples must be >= 1"):
         UWMPolicy(policy.loaded, samples=0)
-
-
-def test_direct_selection_prefers_the_plan_whose_first_actions_head_where_it_ends(policy):
-    """`select="direct"`: of "up, then down" (its executed start runs away from where it ends), "down"
-    and "sideways, then down", the straight "down"; where most candidates stand still, the medoid."""
-    direct = UWMPolicy(policy.loaded, samples=3, select="direct")
-
-    def chunk(*legs):  # (rows, linear velocity) legs -> normalised model actions (16, 10), no turn, gripper open
-        vel = np.concatenate([np.tile(np.asarray(v, np.float32), (n, 1)) for n, v in legs])
-        droid = np.concatenate([vel, np.zeros((16, 3), np.float32), np.zeros((16, 1), np.float32)], axis=1)
-        return policy.normalizer.action.normalize(policy.codec.encode(droid)).astype(np.float32)
-
-    up_then_down = chunk((5, (0, 0, 0.4)), (11, (0, 0, -0.4)))
-    down = chunk((16, (0, 0, -0.2)))
-    side_then_down = chunk((4, (0.3, 0, 0)), (12, (0, 0, -0.3)))
-    cands = torch.from_numpy(np.stack([up_then_down, side_then_down, down]))
-    medoid_score = torch.tensor([[0.0, 1.0, 2.0]])  # the medoid would be the first
-    assert direct._consensus(cands).shape == (1, 16, 10)
-    np.testing.assert_allclose(direct._consensus(cands)[0].numpy(), down, atol=1e-6)
-    np.testing.assert_array_equal(direct._detour(cands[None], medoid_score).argmin(-1).numpy(), [2])
-    still = torch.from_numpy(np.stack([chunk((16, (0, 0, 0.001)))] * 2 + [down]))
-    np.testing.assert_array_equal(direct._detour(still[None], medoid_score).numpy(), medoid_score.numpy())
-    assert direct.metadata()["sample_selection"] == "direct"
-    with pytest.raises(ValueError, match="select must be one of"):
-        UWMPolicy(policy.loaded, samples=3, select="best")
 
 
 def test_a_guide_picks_the_candidate_nearest_it_on_the_masked_rows(policy):
