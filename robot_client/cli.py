@@ -245,7 +245,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
                              args.operator, args.raw_frames)
                 r = run_sim_trial(spec, policy, metadata, settings, estop, realtime=args.realtime)
                 done += 1
-                stages = stage_text(read_meta(trial_dir).get("task_progress")) if is_episode_dir(trial_dir) else "–"
+                progress = (read_meta(trial_dir).get("task_progress") if is_episode_dir(trial_dir) else None) or {}
+                stages = stage_text(progress.get("stages"), progress.get("reached") or ())  # how far it got
                 print(f"[eval] {args.task} {condition} trial {i} seed={spec.seed}: success={r.success} ({r.reason}, "
                       f"{r.steps} steps; stages {stages})", flush=True)
                 if r.reason in ("estop", "interrupted"):

@@ -187,9 +187,8 @@ def stage_table(trials: list[Trial]) -> dict[str, tuple[list[str], list[tuple[st
     return out
 
 
-def stage_text(progress: dict | None) -> str:
-    """A trial's task_progress as '2/3: cup in the pot' (stages reached, the last of them); '–' without one."""
-    stages, reached = (progress or {}).get("stages") or (), (progress or {}).get("reached") or ()
+def stage_text(stages, reached) -> str:
+    """How far a trial got: '2/3: cup in the pot' (stages reached, the last of them); '–' without stages."""
     if not stages:
         return "–"
     return f"{len(reached)}/{len(stages)}" + (f": {reached[-1]}" if reached else "")
@@ -367,8 +366,8 @@ def write_report(eval_dir: str | Path, title: str | None = None) -> tuple[Path, 
             f, l = thumbs[t.path]
             thumb = f"![first]({f}) ![last]({l})" if f else ""
             vids = " ".join(f"[{c}]({p})" for c, p in videos[t.path].items())
-            last_stage = stage_text(t.meta.get("task_progress"))
-            md.append(f"| {t.path.name} | {_outcome(t)} | {t.reason} | {last_stage} | {t.num_steps} | {thumb} | {vids} |")
+            md.append(f"| {t.path.name} | {_outcome(t)} | {t.reason} | {stage_text(t.stages, t.reached)} | "
+                      f"{t.num_steps} | {thumb} | {vids} |")
         md.append("")
     md_path = eval_dir / "report.md"
     md_path.write_text("\n".join(md))
@@ -421,7 +420,7 @@ def write_report(eval_dir: str | Path, title: str | None = None) -> tuple[Path, 
             vids = " ".join(f"<a href='{e(p)}'>{e(c)}</a>" for c, p in videos[t.path].items())
             cls = "ok" if t.success is True and t.finished else ("fail" if t.success is False else "na")
             h.append(f"<tr><td>{e(t.path.name)}</td><td class='{cls}'>{e(_outcome(t))}</td><td>{e(t.reason)}</td>"
-                     f"<td>{e(t.decided_by)}</td><td>{e(stage_text(t.meta.get('task_progress')))}</td><td>{t.num_steps}</td>"
+                     f"<td>{e(t.decided_by)}</td><td>{e(stage_text(t.stages, t.reached))}</td><td>{t.num_steps}</td>"
                      f"<td>{img}</td><td>{vids}</td></tr>")
         h.append("</table>")
     h.append("</body></html>")
