@@ -219,7 +219,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from robot_client.keys import KeyListener
     from robot_client.report import stage_text, write_report
     from robot_client.runner import TrialSpec, open_policy, run_sim_trial
-    from uwm_robot.episode import is_episode_dir, read_meta
+    from uwm_robot.episode import is_episode_dir, read_meta, task_progress
 
     settings = _policy_settings(args)
     if (args.robot or settings.robot) == "franka":
@@ -245,8 +245,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
                              args.operator, args.raw_frames)
                 r = run_sim_trial(spec, policy, metadata, settings, estop, realtime=args.realtime)
                 done += 1
-                progress = (read_meta(trial_dir).get("task_progress") if is_episode_dir(trial_dir) else None) or {}
-                stages = stage_text(progress.get("stages"), progress.get("reached") or ())  # how far it got
+                stages = stage_text(*task_progress(read_meta(trial_dir))) if is_episode_dir(trial_dir) else "–"
                 print(f"[eval] {args.task} {condition} trial {i} seed={spec.seed}: success={r.success} ({r.reason}, "
                       f"{r.steps} steps; stages {stages})", flush=True)
                 if r.reason in ("estop", "interrupted"):

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from scipy.stats import binomtest
 
-from uwm_robot.episode import list_episodes, read_meta
+from uwm_robot.episode import list_episodes, read_meta, task_progress
 
 Key = tuple[str, str, int]  # task, condition, seed
 
@@ -47,8 +47,7 @@ def read_outcomes(roots: list[str | Path]) -> dict[Key, Outcome]:
             if key in found:
                 raise ValueError(f"task {key[0]} condition {key[1]} seed {key[2]} was evaluated twice on one side: "
                                  f"{found[key].path} and {episode}; pass each trial once")
-            stages = tuple((meta.get("task_progress") or {}).get("reached") or ())
-            found[key] = Outcome(bool(success), stages, Path(episode))
+            found[key] = Outcome(bool(success), task_progress(meta)[1], Path(episode))
     return found
 
 

@@ -24,7 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from uwm_robot.episode import CATEGORY_ORDER, THUMBS_DIR, Episode, list_episodes, load_episode, ood_category
+from uwm_robot.episode import (CATEGORY_ORDER, THUMBS_DIR, Episode, list_episodes, load_episode, ood_category,
+                               task_progress)
 
 Z95 = 1.959963984540054  # two-sided 95% normal quantile
 CONDITION_ORDER = ("ID", "L1", "L2", "B1", "B2", "C1", "C2")
@@ -78,14 +79,14 @@ def _trial(ep: Episode) -> Trial:
     wall = ep.steps.get("wall_ns", np.zeros(0))
     period = np.diff(wall.astype(np.int64)) / 1e6 if len(wall) > 1 else np.zeros(0)
     lat = np.array([c.get("latency_s", np.nan) for c in ep.chunks], dtype=float) * 1e3
-    progress = m.get("task_progress") or {}
+    stages, reached = task_progress(m)
     return Trial(
         path=ep.path, task=m.get("task") or "unknown", condition=cond,
         category=m.get("ood_category") or ood_category(cond) or "other",
         success=outcome.get("success") if ep.finished else None, finished=ep.finished,
         reason=outcome.get("reason") or ("crashed / still recording" if not ep.finished else ""),
         decided_by=outcome.get("decided_by") or "none", num_steps=ep.num_steps, duration_s=m.get("duration_s"),
-        meta=m, stages=tuple(progress.get("stages") or ()), reached=tuple(progress.get("reached") or ()),
+        meta=m, stages=stages, reached=reached,
         latency_ms=lat[np.isfinite(lat)], period_ms=period,
         on_step_ms_p99=((m.get("timing") or {}).get("on_step_ms") or {}).get("p99"))
 

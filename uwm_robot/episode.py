@@ -279,6 +279,13 @@ def read_meta(directory: str | Path) -> dict:
     return meta
 
 
+def task_progress(meta: dict) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(the task's stages in order, the stages the trial reached) from a sim trial's meta; both empty where the
+    trial recorded none (a real robot's, or one from before stages were recorded)."""
+    progress = meta.get("task_progress") or {}
+    return tuple(progress.get("stages") or ()), tuple(progress.get("reached") or ())
+
+
 def read_chunks(path: Path) -> list[dict]:
     """chunks.jsonl, ignoring a partial last line (crash)."""
     if not path.exists():
