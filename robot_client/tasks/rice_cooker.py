@@ -102,6 +102,7 @@ class RiceCookerTask(Task):
     </body>"""
 
     def reset(self, world, rng) -> dict:
+        self._lowest_over_cup: float | None = None  # the open hand's lowest tcp height since it came over the cup
         cooker_xy = self.uniform(rng, "cooker_xy")
         cup_xy = self.uniform(rng, "cup_xy")
         set_body_pos(world, "cooker", [cooker_xy[0], cooker_xy[1], 0.0])
@@ -115,7 +116,8 @@ class RiceCookerTask(Task):
         """What an expert watching a policy would stop: the open hand sinking on the cup off centre (one
         fingertip lands on the rim; arriving off centre and steering back is fine above half height; not
         once the cup is in the pot, where the open hand has just let go of it), once the lid is open,
-        fingers closed on nothing away from the lid's bar, or a hand holding the bar mid-pull rolled more than
+        the open hand rising HOVER_RISE over the cup instead of going down onto it (the hover that costs a
+        policy its episode's time), fingers closed on nothing away from the lid's bar, or a hand holding the bar mid-pull rolled more than
         BAR_ROLL_LIMIT about it (the bar then slips out of the fingertips near 1.3 rad and the lid falls shut).
         First of all: a lid that fell shut again before the cup was in (a quarter of the committed policy's
         trials, docs/results.md session 40), which policies reopen late or never."""
@@ -128,6 +130,8 @@ class RiceCookerTask(Task):
         width = env.gripper.get_state().width
         if width > OPEN_HAND_WIDTH and tcp[2] < cup[2] + 0.06 and OFF_CENTRE_LIMIT < offset < 0.08 and not in_pot:
             return f"hand {offset * 100:.1f} cm off the cup at {tcp[2] - cup[2]:.2f} m above it"
+        if (rose := self._rise_over_cup(world, width)) > HOVER_RISE:
+            return f"open hand rose {rose * 100:.1f} cm over the cup without grasping it"
         cooker = cooker_position(world)
         from_bar = float(np.linalg.norm(tcp - bar_position(cooker, lid_angle(world))))
         if env.success.stage >= 1 and width < HOLDING_WIDTH and from_bar > 0.1 and not in_pot:
@@ -135,6 +139,18 @@ class RiceCookerTask(Task):
         if held_object(env) == "bar" and abs(roll := hand_roll_about_bar(env)) > BAR_ROLL_LIMIT:
             return f"hand rolled {np.degrees(roll):+.1f} deg about the bar mid-pull"
         return None
+
+    def _rise_over_cup(self, world, width: float) -> float:
+        """How far (m) the open hand has risen since it was lowest over the cup on the table with the lid
+        open; 0 once it leaves that spot. A policy that plans "up, then down" there and runs only the
+        first actions of each plan bobs over the cup until the episode runs out (docs/results.md session 53)."""
+        lid_open = lid_angle(world) >= STAYS_OPEN_ANGLE and not cup_in_cavity(world)
+        if not (lid_open and width > OPEN_HAND_WIDTH and hand_over_cup(world)):
+            self._lowest_over_cup = None
+            return 0.0
+        z = float(tcp_position(world)[2])
+        self._lowest_over_cup = z if self._lowest_over_cup is None else min(self._lowest_over_cup, z)
+        return z - self._lowest_over_cup
 
     def expert(self, env, practice_miss_prob: float = 0.0, off_centre_prob: float = 0.0,
                lid_slip_prob: float = 0.0, resume: bool = False) -> ScriptedExpert:
@@ -171,6 +187,7 @@ OFF_CENTRE_LIMIT = 0.012  # m: the open fingers (7.5 cm, diagonal) still close a
 CUP_OPEN_WIDTH = 0.075  # m: fingers open around the 5 cm cup, with room for the diagonal approach
 CUP_APPROACH_HEIGHT = 0.12  # m above the cup: where the hand arrives before going down onto it
 CUP_STEER_HEIGHT = 0.06  # m above the cup: half height, where an off-centre hand is back over it
+HOVER_RISE = 0.03  # m: an open hand over the cup rising this far gave up its descent (an arrival settles 1 cm)
 NEAR_CUP_RADIUS = 0.04  # m: a hand this close (xy) above the cup steers onto it from where it is
 CLEAR_HEIGHT = 0.3  # m: an expert taking over elsewhere first lifts the open hand to this height
 HOLDING_WIDTH = 0.03  # m: the fingers stop at the 5 cm cup; an empty grasp closes below this

@@ -370,6 +370,38 @@ def test_rice_cooker_off_course_ignores_the_open_hand_over_the_cup_in_the_pot():
         assert env.task.off_course(env) is None
 
 
+def test_the_watchdog_flags_an_open_hand_rising_over_the_cup_and_not_one_settling_there():
+    """The hover (docs/results.md session 53): over the cup the policy plans "up, then down" and runs only the
+    "up". The watchdog calls a rise of HOVER_RISE from the lowest the open hand got there, not a centimetre's
+    settling, and the expert taking over from the risen hand goes down, grasps the cup and puts it in."""
+    from robot_client.ik import DLSInverseKinematics
+    from robot_client.tasks.rice_cooker import HOVER_RISE, cup_position, hand_over_cup, tcp_position
+
+    def over_the_cup(env):
+        rel = tcp_position(env.world) - cup_position(env.world)
+        return hand_over_cup(env.world) and rel[2] < 0.11 and np.linalg.norm(rel[:2]) < 0.01
+
+    def rise(env, metres, ticks=8):
+        ik, calls = DLSInverseKinematics(), []
+        pos, quat = env.robot.get_ee_pose()
+        for i in range(1, ticks + 1):
+            target = pos.numpy() + np.array([0.0, 0.0, metres * i / ticks])
+            q = ik.solve(target, quat.numpy(), env.robot.get_joint_positions().numpy(), max_iterations=20).q
+            env.robot.update_desired_joint_positions(q)
+            env.clock.sleep(1.0 / env.task.control_hz)
+            calls.append(env.task.off_course(env))
+        return calls
+
+    def settle_then_rise(env):
+        assert env.task.off_course(env) is None
+        assert rise(env, 0.01) == [None] * 8  # an arrival's settling
+        calls = rise(env, HOVER_RISE + 0.02)
+        assert calls[0] is None and "rose" in calls[-1] and "over the cup" in calls[-1]
+
+    held, ticks, success = _take_over_when(over_the_cup, settle_then_rise)
+    assert held is None and ticks[:, 2].any()  # the expert took the cup into the pot from there
+
+
 def test_a_taking_over_expert_carries_a_held_cup_on_into_the_pot():
     from robot_client.tasks.rice_cooker import HOLDING_WIDTH, cup_position
 
