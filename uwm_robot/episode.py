@@ -341,14 +341,15 @@ def is_episode_dir(directory: str | Path) -> bool:
 
 
 def list_episodes(root: str | Path) -> list[Path]:
-    """Episode directories under root (root itself if it is one), sorted by path."""
+    """Episode directories under root (root itself if it is one), sorted by path. Linked folders are
+    followed: a selection of episodes is a folder of links to them."""
     root = Path(root)
     if not root.exists():
         raise FileNotFoundError(f"{root} does not exist")
     if is_episode_dir(root):
         return [root]
     found = []
-    for dirpath, dirnames, filenames in os.walk(root):
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
         if META_FILE in filenames and is_episode_dir(dirpath):
             found.append(Path(dirpath))
             dirnames[:] = []  # episodes do not nest

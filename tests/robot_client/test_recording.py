@@ -76,6 +76,10 @@ def test_round_trip(tmp_path):
     (tmp_path / "eval.log").write_text("a log beside the episode")
     assert list_episodes(tmp_path) == [d]
     assert list_episodes(tmp_path / "eval.log") == []  # a file given where episodes were expected holds none
+    selection = tmp_path.parent / f"{tmp_path.name}_selection"  # a folder of links to chosen episodes
+    selection.mkdir()
+    (selection / "chosen").symlink_to(d, target_is_directory=True)
+    assert list_episodes(selection) == [selection / "chosen"]
 
 
 def test_video_only_frames(tmp_path):
