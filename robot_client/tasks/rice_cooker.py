@@ -101,8 +101,10 @@ class RiceCookerTask(Task):
       <geom class="obj" type="cylinder" size="0.025 0.03" mass="0.05" material="cup"/>
     </body>"""
 
+    _lowest_over_cup: float | None = None  # the open hand's lowest tcp height since it came over the cup
+
     def reset(self, world, rng) -> dict:
-        self._lowest_over_cup: float | None = None  # the open hand's lowest tcp height since it came over the cup
+        self._lowest_over_cup = None
         cooker_xy = self.uniform(rng, "cooker_xy")
         cup_xy = self.uniform(rng, "cup_xy")
         set_body_pos(world, "cooker", [cooker_xy[0], cooker_xy[1], 0.0])
@@ -117,9 +119,9 @@ class RiceCookerTask(Task):
         fingertip lands on the rim; arriving off centre and steering back is fine above half height; not
         once the cup is in the pot, where the open hand has just let go of it), once the lid is open,
         the open hand rising HOVER_RISE over the cup instead of going down onto it (the hover that costs a
-        policy its episode's time), fingers closed on nothing away from the lid's bar, or a hand holding the bar mid-pull rolled more than
-        BAR_ROLL_LIMIT about it (the bar then slips out of the fingertips near 1.3 rad and the lid falls shut).
-        First of all: a lid that fell shut again before the cup was in (a quarter of the committed policy's
+        policy its episode's time), fingers closed on nothing away from the lid's bar, or a hand holding the
+        bar mid-pull rolled more than BAR_ROLL_LIMIT about it (the bar then slips out of the fingertips near
+        1.3 rad and the lid falls shut). First of all: a lid that fell shut again before the cup was in (a quarter of the committed policy's
         trials, docs/results.md session 40), which policies reopen late or never."""
         world = env.world
         if env.success.stage >= 1 and lid_down_before_the_cup(world) and held_object(env) != "bar":
