@@ -121,8 +121,9 @@ class RiceCookerTask(Task):
         the open hand rising HOVER_RISE over the cup instead of going down onto it (the hover that costs a
         policy its episode's time), fingers closed on nothing away from the lid's bar, or a hand holding the
         bar mid-pull rolled more than BAR_ROLL_LIMIT about it (the bar then slips out of the fingertips near
-        1.3 rad and the lid falls shut). First of all: a lid that fell shut again before the cup was in (a quarter of the committed policy's
-        trials, docs/results.md session 40), which policies reopen late or never."""
+        1.3 rad and the lid falls shut). First of all: a lid that fell shut again before the cup was in (a
+        quarter of the committed policy's trials, docs/results.md session 40), which policies reopen late or
+        never."""
         world = env.world
         if env.success.stage >= 1 and lid_down_before_the_cup(world) and held_object(env) != "bar":
             return f"lid fell shut ({lid_angle(world):.2f} rad) before the cup was in"
@@ -146,8 +147,8 @@ class RiceCookerTask(Task):
         """How far (m) the open hand has risen since it was lowest over the cup on the table with the lid
         open; 0 once it leaves that spot. A policy that plans "up, then down" there and runs only the
         first actions of each plan bobs over the cup until the episode runs out (docs/results.md session 53)."""
-        lid_open = lid_angle(world) >= STAYS_OPEN_ANGLE and not cup_in_cavity(world)
-        if not (lid_open and width > OPEN_HAND_WIDTH and hand_over_cup(world)):
+        cup_stage = lid_angle(world) >= STAYS_OPEN_ANGLE and not cup_in_cavity(world)
+        if not (cup_stage and width > OPEN_HAND_WIDTH and hand_over_cup(world)):
             self._lowest_over_cup = None
             return 0.0
         z = float(tcp_position(world)[2])
