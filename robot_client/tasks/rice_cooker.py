@@ -147,8 +147,7 @@ class RiceCookerTask(Task):
         """How far (m) the open hand has risen since it was lowest over the cup on the table with the lid
         open; 0 once it leaves that spot. A policy that plans "up, then down" there and runs only the
         first actions of each plan bobs over the cup until the episode runs out (docs/results.md session 53)."""
-        cup_stage = lid_angle(world) >= STAYS_OPEN_ANGLE and not cup_in_cavity(world)
-        if not (cup_stage and width > OPEN_HAND_WIDTH and hand_over_cup(world)):
+        if not (lid_open_cup_out(world) and width > OPEN_HAND_WIDTH and hand_over_cup(world)):
             self._lowest_over_cup = None
             return 0.0
         z = float(tcp_position(world)[2])
@@ -217,8 +216,7 @@ def rice_cooker_plan(env, first_grasp_offset: np.ndarray | None = None, approach
         yield from _close_lid_from_here(env, cooker)
         return
     held = held_object(env) if resume else None
-    steer_onto_cup = (resume and held is None and lid_angle(world) >= STAYS_OPEN_ANGLE and not cup_in_cavity(world)
-                      and hand_over_cup(world))
+    steer_onto_cup = resume and held is None and lid_open_cup_out(world) and hand_over_cup(world)
     # A lid that fell shut before the cup, the empty hand above it: the first stage from where the hand is, as a
     # demo starts it. Rising to the clear height turned to the cup grip first labelled the view every trial
     # starts from with "turn away from the bar grip"; copied, the hand hovered above the lid (session 41).
@@ -241,6 +239,11 @@ def lid_down_before_the_cup(world) -> bool:
     """The lid is down (below FELL_SHUT_ANGLE) with the cup still out of the pot: as every trial starts, or,
     once it was opened, fallen shut again."""
     return lid_angle(world) < FELL_SHUT_ANGLE and not cup_in_cavity(world)
+
+
+def lid_open_cup_out(world) -> bool:
+    """The lid is open (at or above STAYS_OPEN_ANGLE) with the cup still out of the pot."""
+    return lid_angle(world) >= STAYS_OPEN_ANGLE and not cup_in_cavity(world)
 
 
 def hand_over_cup(world) -> bool:
