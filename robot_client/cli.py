@@ -59,6 +59,11 @@ def _common_policy_args(p: argparse.ArgumentParser) -> None:
                         "fingers first close, or within control.stall_return_near_first_grasp_m of where they did), and "
                         "let the policy start over, at most control.stall_return_max times (control.stall_return_s; "
                         "default from config); 'off' never does")
+    p.add_argument("--release-lift-m", default=None, metavar="M",
+                   help="after the fingers let go of something the hand pulled or carried (5 cm or more), hold the "
+                        "policy's sideways motion and turns until the hand has risen M metres (at most control.release_lift_s, 3 s): a hand that leaves "
+                        "at once drags what is still between its open fingers (control.release_lift_m; default from "
+                        "config); 'off' never does")
     p.add_argument("--coherent", action="store_true",
                    help="send each request the current chunk's plan; a server sampling several chunks (--samples N) "
                         "returns the one nearest it instead of the medoid (control.coherent; bidirectional "
@@ -66,7 +71,7 @@ def _common_policy_args(p: argparse.ArgumentParser) -> None:
 
 
 def _value_or_off(text: str, flag: str, convert, valid, expected: str):
-    """A stall option's value: 'off' (any case) is None; else `convert(text)`, refused unless `valid`."""
+    """An optional setting's value: 'off' (any case) is None; else `convert(text)`, refused unless `valid`."""
     if text.strip().lower() == "off":
         return None
     try:
@@ -95,6 +100,10 @@ def _stall_return_s(text: str) -> float | None:
     return _value_or_off(text, "--stall-return-s", float, lambda s: s > 0, "seconds > 0")
 
 
+def _release_lift_m(text: str) -> float | None:
+    return _value_or_off(text, "--release-lift-m", float, lambda m: 0 < m <= 0.3, "metres in (0, 0.3]")
+
+
 def _policy_settings(args: argparse.Namespace):
     """The settings file with this command line's overrides applied."""
     settings = load_settings(args.config)
@@ -113,6 +122,8 @@ def _policy_settings(args: argparse.Namespace):
         control = dataclasses.replace(control, stall_execute_k=_stall_execute_k(args.stall_execute_k))
     if args.stall_return_s is not None:
         control = dataclasses.replace(control, stall_return_s=_stall_return_s(args.stall_return_s))
+    if args.release_lift_m is not None:
+        control = dataclasses.replace(control, release_lift_m=_release_lift_m(args.release_lift_m))
     if args.ensemble is not None:
         if args.ensemble < 1:
             raise SystemExit(f"--ensemble must be >= 1 (latest chunks averaged; 1 = off), got {args.ensemble}")

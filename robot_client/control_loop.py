@@ -21,6 +21,7 @@ from robot_client.chunk_executor import Chunk, ChunkExecutor
 from robot_client.inference_worker import InferenceWorker
 from robot_client.observation import ObservationHistory
 from robot_client.recovery import StallReturn
+from robot_client.release_lift import ReleaseLift
 from robot_client.safety import EStop
 from robot_client.stall import StallDetector
 from robot_client.watchdog import ControllerWatchdog
@@ -72,6 +73,11 @@ class LoopConfig:
     stall_return_radius_m: float = 0.08
     stall_return_max: int = 2
     stall_return_near_first_grasp_m: float | None = 0.10
+    # After the fingers let go of something the hand moved, hold the policy's sideways motion and turns until the
+    # hand has risen release_lift_m (or release_lift_s has passed): a hand that leaves at once drags what is
+    # still between its open fingers (robot_client.release_lift; None = off).
+    release_lift_m: float | None = None
+    release_lift_s: float = 3.0
     max_steps: int = 900
     request_margin_ticks: int = 1  # ask this many ticks earlier than the latency estimate says
     initial_latency_s: float = 0.3  # latency guess before the first measurement
@@ -97,6 +103,9 @@ class LoopConfig:
         if self.stall_return_near_first_grasp_m is not None and self.stall_return_near_first_grasp_m <= 0:
             raise ValueError(f"stall_return_near_first_grasp_m must be > 0 or None (anywhere), got "
                              f"{self.stall_return_near_first_grasp_m}")
+        if (self.release_lift_m is not None and self.release_lift_m <= 0) or self.release_lift_s <= 0:
+            raise ValueError(f"release_lift_m must be > 0 or None (off) and release_lift_s > 0, got "
+                             f"{self.release_lift_m} m and {self.release_lift_s} s")
         if self.stall_window_s <= 0 or self.stall_radius_m <= 0:
             raise ValueError(f"stall_window_s and stall_radius_m must be > 0, got {self.stall_window_s} s and "
                              f"{self.stall_radius_m} m")
@@ -134,6 +143,7 @@ class LoopStats:
     intervention_ticks: int = 0  # ticks an operator drove (takeover)
     stalled_requests: int = 0  # chunks asked while the hand was stalled (robot_client.stall)
     returns_to_start: int = 0  # times a long stall sent the arm back to where the episode started
+    release_lifts: int = 0  # times the hand rose clear after letting go (robot_client.release_lift)
     errors: list[str] = field(default_factory=list)
 
     def summary(self, dt: float) -> dict:
@@ -155,6 +165,7 @@ class LoopStats:
             "intervention_ticks": self.intervention_ticks,
             "stalled_requests": self.stalled_requests,
             "returns_to_start": self.returns_to_start,
+            "release_lifts": self.release_lifts,
             "queue_depth_min": int(min(self.queue_depth[1:] or [0])),
             "errors": list(self.errors),
         }
@@ -226,6 +237,7 @@ class ControlLoop:
                                     cfg.stall_return_max, cfg.stall_return_near_first_grasp_m,
                                     restart_detectors=(stall,) if stall is not None else ())
                         if cfg.stall_return_s is not None and self.takeover is None else None)
+        release_lift = ReleaseLift(cfg.release_lift_m, cfg.release_lift_s) if cfg.release_lift_m is not None else None
         last_request_id, stale_below = 0, 0  # chunks asked before a return to the start are dropped
         self.history.reset()
         self.watchdog.start()
@@ -296,6 +308,9 @@ class ControlLoop:
                 self.stats.queue_depth.append(executor.remaining(t))
                 gripper_now = 1.0 - float(g_state.width) / self.max_width
                 action = None if scheduled is None else scheduled.action
+                if action is not None and release_lift is not None:
+                    action = release_lift.filter(action, ee_pos, float(g_state.width), t)
+                    self.stats.release_lifts = release_lift.lifts
                 if operator_action is not None:
                     action = np.asarray(operator_action, dtype=float)
                 command = back_command if back_command is not None else self.action_path(

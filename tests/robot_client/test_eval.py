@@ -27,7 +27,7 @@ def test_eval_reports_resumes_and_reruns_unfinished_trials(tiny_checkpoint, tmp_
     out = tmp_path / "eval"
     first = run_eval(tiny_checkpoint, out, "--execute-k", "5", "--inpaint", "--samples", "3", "--coherent",
                      "--noise-scale", "0.5", "--stall-noise-scale", "1", "--stall-execute-k", "9", "--stall-return-s", "off",
-                     "--raw-frames")
+                     "--release-lift-m", "0.06", "--raw-frames")
     assert first.count("[eval] rice_cooker") == 4
     assert first.count("steps; stages 0/3)") == 4  # 12 ticks: the lid still shut
     for cond in ("ID", "C1"):
@@ -40,6 +40,7 @@ def test_eval_reports_resumes_and_reruns_unfinished_trials(tiny_checkpoint, tmp_
             assert meta["control"]["inpaint"] is True and meta["control"]["coherent"] is True
             assert meta["control"]["stall_noise_scale"] == 1.0 and meta["control"]["stall_execute_k"] == 9
             assert meta["control"]["stall_return_s"] is None and meta["loop_stats"]["returns_to_start"] == 0
+            assert meta["control"]["release_lift_m"] == 0.06 and meta["loop_stats"]["release_lifts"] == 0
             assert meta["server"]["samples_per_chunk"] == 3  # the loopback server was started with --samples 3
             assert meta["server"]["action_noise_scale"] == 0.5  # ... and --noise-scale 0.5
             chunks = [json.loads(line) for line in (trial / "chunks.jsonl").read_text().splitlines()]
@@ -86,6 +87,7 @@ def test_eval_reports_resumes_and_reruns_unfinished_trials(tiny_checkpoint, tmp_
                                            (["--stall-noise-scale", "hot"], "or 'off', got 'hot'"),
                                            (["--stall-execute-k", "0"], "--stall-execute-k must be in 1..16"),
                                            (["--stall-return-s", "-3"], "--stall-return-s must be seconds > 0"),
+                                           (["--release-lift-m", "8"], "--release-lift-m must be metres in (0, 0.3]"),
                                            (["--coherent"], "--coherent picks among several sampled chunks: add --samples N")])
 def test_out_of_range_overrides_are_refused(tiny_checkpoint, tmp_path, args, message):
     proc = subprocess.run(
@@ -123,6 +125,15 @@ def test_rollouts_keep_only_their_videos_unless_asked():
     parser = build_parser()
     assert parser.parse_args(["eval"]).raw_frames is False and parser.parse_args(["run"]).raw_frames is False
     assert parser.parse_args(["run", "--raw-frames"]).raw_frames is True
+
+
+def test_release_lift_m_takes_metres_or_off():
+    from robot_client.cli import _release_lift_m
+
+    assert _release_lift_m("off") is None and _release_lift_m("0.08") == 0.08
+    for text in ("0", "0.5", "high"):
+        with pytest.raises(SystemExit, match=f"--release-lift-m must be metres in \\(0, 0.3\\] or 'off', got '{text}'"):
+            _release_lift_m(text)
 
 
 def test_stall_return_s_off_disables_the_shipped_one():
