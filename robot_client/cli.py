@@ -61,9 +61,9 @@ def _common_policy_args(p: argparse.ArgumentParser) -> None:
                         "default from config); 'off' never does")
     p.add_argument("--release-lift-m", default=None, metavar="M",
                    help="after the fingers let go of something the hand pulled or carried (5 cm or more), hold the "
-                        "policy's sideways motion and turns until the hand has risen M metres (at most control.release_lift_s, 3 s): a hand that leaves "
-                        "at once drags what is still between its open fingers (control.release_lift_m; default from "
-                        "config); 'off' never does")
+                        "policy's sideways motion and turns until the hand has risen M metres (at most "
+                        "control.release_lift_s, 3 s): a hand that leaves at once drags what is still between its open "
+                        "fingers (control.release_lift_m; default from config); 'off' never does")
     p.add_argument("--coherent", action="store_true",
                    help="send each request the current chunk's plan; a server sampling several chunks (--samples N) "
                         "returns the one nearest it instead of the medoid (control.coherent; bidirectional "
