@@ -64,6 +64,11 @@ def _common_policy_args(p: argparse.ArgumentParser) -> None:
                         "policy's sideways motion and turns until the hand has risen M metres (at most "
                         "control.release_lift_s, 3 s): a hand that leaves at once drags what is still between its open "
                         "fingers (control.release_lift_m; default from config); 'off' never does")
+    p.add_argument("--grasp-sink-m", default=None, metavar="M",
+                   help="the episode's first grasp goes M metres deeper than the policy puts it: the hand is moved "
+                        "down during the first 3 ticks of each close given to open fingers, until they have first held "
+                        "something; a bar held by its upper edge slips out of the pull (control.grasp_sink_m; default "
+                        "from config); 'off' never does")
     p.add_argument("--coherent", action="store_true",
                    help="send each request the current chunk's plan; a server sampling several chunks (--samples N) "
                         "returns the one nearest it instead of the medoid (control.coherent; bidirectional "
@@ -104,6 +109,10 @@ def _release_lift_m(text: str) -> float | None:
     return _value_or_off(text, "--release-lift-m", float, lambda m: 0 < m <= 0.3, "metres in (0, 0.3]")
 
 
+def _grasp_sink_m(text: str) -> float | None:
+    return _value_or_off(text, "--grasp-sink-m", float, lambda m: 0 < m <= 0.02, "metres in (0, 0.02]")
+
+
 def _policy_settings(args: argparse.Namespace):
     """The settings file with this command line's overrides applied."""
     settings = load_settings(args.config)
@@ -124,6 +133,8 @@ def _policy_settings(args: argparse.Namespace):
         control = dataclasses.replace(control, stall_return_s=_stall_return_s(args.stall_return_s))
     if args.release_lift_m is not None:
         control = dataclasses.replace(control, release_lift_m=_release_lift_m(args.release_lift_m))
+    if args.grasp_sink_m is not None:
+        control = dataclasses.replace(control, grasp_sink_m=_grasp_sink_m(args.grasp_sink_m))
     if args.ensemble is not None:
         if args.ensemble < 1:
             raise SystemExit(f"--ensemble must be >= 1 (latest chunks averaged; 1 = off), got {args.ensemble}")

@@ -18,6 +18,7 @@ import numpy as np
 
 from robot_client.action_path import JointCommand
 from robot_client.chunk_executor import Chunk, ChunkExecutor
+from robot_client.grasp_sink import GraspSink
 from robot_client.inference_worker import InferenceWorker
 from robot_client.observation import ObservationHistory
 from robot_client.recovery import StallReturn
@@ -78,6 +79,9 @@ class LoopConfig:
     # still between its open fingers (robot_client.release_lift; None = off).
     release_lift_m: float | None = None
     release_lift_s: float = 3.0
+    # The episode's first grasp goes this much deeper than the policy put it: a bar held by its upper edge
+    # slips out of the pull (robot_client.grasp_sink; None = off).
+    grasp_sink_m: float | None = None
     max_steps: int = 900
     request_margin_ticks: int = 1  # ask this many ticks earlier than the latency estimate says
     initial_latency_s: float = 0.3  # latency guess before the first measurement
@@ -106,6 +110,8 @@ class LoopConfig:
         if (self.release_lift_m is not None and self.release_lift_m <= 0) or self.release_lift_s <= 0:
             raise ValueError(f"release_lift_m must be > 0 or None (off) and release_lift_s > 0, got "
                              f"{self.release_lift_m} m and {self.release_lift_s} s")
+        if self.grasp_sink_m is not None and self.grasp_sink_m <= 0:
+            raise ValueError(f"grasp_sink_m must be > 0 or None (off), got {self.grasp_sink_m}")
         if self.stall_window_s <= 0 or self.stall_radius_m <= 0:
             raise ValueError(f"stall_window_s and stall_radius_m must be > 0, got {self.stall_window_s} s and "
                              f"{self.stall_radius_m} m")
@@ -144,6 +150,7 @@ class LoopStats:
     stalled_requests: int = 0  # chunks asked while the hand was stalled (robot_client.stall)
     returns_to_start: int = 0  # times a long stall sent the arm back to where the episode started
     release_lifts: int = 0  # times the hand rose clear after letting go (robot_client.release_lift)
+    grasp_sinks: int = 0  # closes the hand went deeper on (robot_client.grasp_sink)
     errors: list[str] = field(default_factory=list)
 
     def summary(self, dt: float) -> dict:
@@ -166,6 +173,7 @@ class LoopStats:
             "stalled_requests": self.stalled_requests,
             "returns_to_start": self.returns_to_start,
             "release_lifts": self.release_lifts,
+            "grasp_sinks": self.grasp_sinks,
             "queue_depth_min": int(min(self.queue_depth[1:] or [0])),
             "errors": list(self.errors),
         }
@@ -238,6 +246,7 @@ class ControlLoop:
                                     restart_detectors=(stall,) if stall is not None else ())
                         if cfg.stall_return_s is not None and self.takeover is None else None)
         release_lift = ReleaseLift(cfg.release_lift_m, cfg.release_lift_s) if cfg.release_lift_m is not None else None
+        grasp_sink = GraspSink(cfg.grasp_sink_m) if cfg.grasp_sink_m is not None else None
         last_request_id, stale_below = 0, 0  # chunks asked before a return to the start are dropped
         self.history.reset()
         self.watchdog.start()
@@ -311,6 +320,9 @@ class ControlLoop:
                 if action is not None and release_lift is not None:
                     action = release_lift.filter(action, ee_pos, float(g_state.width), t)
                     self.stats.release_lifts = release_lift.lifts
+                if action is not None and grasp_sink is not None:
+                    action = grasp_sink.filter(action, float(g_state.width))
+                    self.stats.grasp_sinks = grasp_sink.sinks
                 if operator_action is not None:
                     action = np.asarray(operator_action, dtype=float)
                 command = back_command if back_command is not None else self.action_path(
