@@ -64,6 +64,9 @@ def _common_policy_args(p: argparse.ArgumentParser) -> None:
                         "policy's sideways motion and turns until the hand has risen M metres (at most "
                         "control.release_lift_s, 3 s): a hand that leaves at once drags what is still between its open "
                         "fingers (control.release_lift_m; default from config); 'off' never does")
+    p.add_argument("--release-lift-max", default=None, metavar="N",
+                   help="lift after the first N such releases of an episode only (control.release_lift_max; 1: off "
+                        "the lid's bar, not off the cup let go of in the pot; default from config); 'off' lifts after every one")
     p.add_argument("--grasp-sink-m", default=None, metavar="M",
                    help="the episode's first grasp goes M metres deeper than the policy puts it: the hand is moved "
                         "down during the first 3 ticks of each close given to open fingers, until they have first held "
@@ -109,6 +112,10 @@ def _release_lift_m(text: str) -> float | None:
     return _value_or_off(text, "--release-lift-m", float, lambda m: 0 < m <= 0.3, "metres in (0, 0.3]")
 
 
+def _release_lift_max(text: str) -> int | None:
+    return _value_or_off(text, "--release-lift-max", int, lambda n: n >= 1, "a count >= 1")
+
+
 def _grasp_sink_m(text: str) -> float | None:
     return _value_or_off(text, "--grasp-sink-m", float, lambda m: 0 < m <= 0.02, "metres in (0, 0.02]")
 
@@ -133,6 +140,8 @@ def _policy_settings(args: argparse.Namespace):
         control = dataclasses.replace(control, stall_return_s=_stall_return_s(args.stall_return_s))
     if args.release_lift_m is not None:
         control = dataclasses.replace(control, release_lift_m=_release_lift_m(args.release_lift_m))
+    if args.release_lift_max is not None:
+        control = dataclasses.replace(control, release_lift_max=_release_lift_max(args.release_lift_max))
     if args.grasp_sink_m is not None:
         control = dataclasses.replace(control, grasp_sink_m=_grasp_sink_m(args.grasp_sink_m))
     if args.ensemble is not None:

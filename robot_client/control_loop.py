@@ -79,6 +79,7 @@ class LoopConfig:
     # still between its open fingers (robot_client.release_lift; None = off).
     release_lift_m: float | None = None
     release_lift_s: float = 3.0
+    release_lift_max: int | None = None  # lifts per episode at most (None: after every pull or carry)
     # The episode's first grasp goes this much deeper than the policy put it: a bar held by its upper edge
     # slips out of the pull (robot_client.grasp_sink; None = off).
     grasp_sink_m: float | None = None
@@ -107,9 +108,11 @@ class LoopConfig:
         if self.stall_return_near_first_grasp_m is not None and self.stall_return_near_first_grasp_m <= 0:
             raise ValueError(f"stall_return_near_first_grasp_m must be > 0 or None (anywhere), got "
                              f"{self.stall_return_near_first_grasp_m}")
-        if (self.release_lift_m is not None and self.release_lift_m <= 0) or self.release_lift_s <= 0:
-            raise ValueError(f"release_lift_m must be > 0 or None (off) and release_lift_s > 0, got "
-                             f"{self.release_lift_m} m and {self.release_lift_s} s")
+        if ((self.release_lift_m is not None and self.release_lift_m <= 0) or self.release_lift_s <= 0
+                or (self.release_lift_max is not None and self.release_lift_max < 1)):
+            raise ValueError(f"release_lift_m must be > 0 or None (off), release_lift_s > 0 and release_lift_max >= 1 "
+                             f"or None (no limit), got {self.release_lift_m} m, {self.release_lift_s} s and "
+                             f"{self.release_lift_max}")
         if self.grasp_sink_m is not None and self.grasp_sink_m <= 0:
             raise ValueError(f"grasp_sink_m must be > 0 or None (off), got {self.grasp_sink_m}")
         if self.stall_window_s <= 0 or self.stall_radius_m <= 0:
@@ -245,7 +248,7 @@ class ControlLoop:
                                     cfg.stall_return_max, cfg.stall_return_near_first_grasp_m,
                                     restart_detectors=(stall,) if stall is not None else ())
                         if cfg.stall_return_s is not None and self.takeover is None else None)
-        release_lift = ReleaseLift(cfg.release_lift_m, cfg.release_lift_s) if cfg.release_lift_m is not None else None
+        release_lift = ReleaseLift(cfg.release_lift_m, cfg.release_lift_s, cfg.release_lift_max) if cfg.release_lift_m is not None else None
         grasp_sink = GraspSink(cfg.grasp_sink_m) if cfg.grasp_sink_m is not None else None
         last_request_id, stale_below = 0, 0  # chunks asked before a return to the start are dropped
         self.history.reset()

@@ -22,17 +22,20 @@ CARRIED_M = 0.05  # the hand moved this far while the fingers were shut: it pull
 class ReleaseLift:
     """Filters the policy's actions. From the release of something held and moved until the hand is
     `clearance_m` higher (or `max_s` has passed, or the policy closes the fingers again), x, y and the turn
-    are held at zero, and z rises at `RISE` at least once the fingers have opened."""
+    are held at zero, and z rises at `RISE` at least once the fingers have opened. At most `max_lifts` times
+    an episode (None: no limit); 1 lifts off the lid's bar only, not off the cup let go of in the pot."""
 
-    def __init__(self, clearance_m: float, max_s: float):
-        if clearance_m <= 0 or max_s <= 0:
-            raise ValueError(f"release lift needs clearance_m > 0 and max_s > 0, got {clearance_m} m and {max_s} s")
+    def __init__(self, clearance_m: float, max_s: float, max_lifts: int | None = None):
+        if clearance_m <= 0 or max_s <= 0 or (max_lifts is not None and max_lifts < 1):
+            raise ValueError(f"release lift needs clearance_m > 0, max_s > 0 and max_lifts >= 1 or None, got "
+                             f"{clearance_m} m, {max_s} s and {max_lifts}")
         self.clearance_m, self.max_s = clearance_m, max_s
         self.goal_z: float | None = None  # set while lifting
         self.deadline = self.release_width = 0.0
         self.was_closing = False
         self.closed_at: np.ndarray | None = None  # where the fingers were last told to shut
         self.lifts = 0
+        self.max_lifts = max_lifts  # None: after every release of something moved
 
     @property
     def lifting(self) -> bool:
@@ -43,7 +46,8 @@ class ReleaseLift:
         closing = a[6] >= CLOSING
         if closing and not self.was_closing:
             self.closed_at = np.array(ee_pos, dtype=float)
-        if (not self.lifting and self.was_closing and not closing and width > HELD_WIDTH_M
+        if (not self.lifting and self.lifts != self.max_lifts and self.was_closing and not closing
+                and width > HELD_WIDTH_M
                 and np.linalg.norm(np.asarray(ee_pos) - self.closed_at) >= CARRIED_M):
             self.goal_z, self.deadline, self.release_width = float(ee_pos[2]) + self.clearance_m, t + self.max_s, width
             self.lifts += 1

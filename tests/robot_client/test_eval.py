@@ -27,7 +27,7 @@ def test_eval_reports_resumes_and_reruns_unfinished_trials(tiny_checkpoint, tmp_
     out = tmp_path / "eval"
     first = run_eval(tiny_checkpoint, out, "--execute-k", "5", "--inpaint", "--samples", "3", "--coherent",
                      "--noise-scale", "0.5", "--stall-noise-scale", "1", "--stall-execute-k", "9", "--stall-return-s", "off",
-                     "--release-lift-m", "0.06", "--grasp-sink-m", "0.004", "--raw-frames")
+                     "--release-lift-m", "0.06", "--release-lift-max", "1", "--grasp-sink-m", "0.004", "--raw-frames")
     assert first.count("[eval] rice_cooker") == 4
     assert first.count("steps; stages 0/3)") == 4  # 12 ticks: the lid still shut
     for cond in ("ID", "C1"):
@@ -41,7 +41,7 @@ def test_eval_reports_resumes_and_reruns_unfinished_trials(tiny_checkpoint, tmp_
             assert meta["control"]["stall_noise_scale"] == 1.0 and meta["control"]["stall_execute_k"] == 9
             assert meta["control"]["stall_return_s"] is None and meta["loop_stats"]["returns_to_start"] == 0
             assert meta["control"]["release_lift_m"] == 0.06 and meta["loop_stats"]["release_lifts"] == 0
-            assert meta["control"]["grasp_sink_m"] == 0.004 and isinstance(meta["loop_stats"]["grasp_sinks"], int)
+            assert meta["control"]["release_lift_max"] == 1 and meta["control"]["grasp_sink_m"] == 0.004 and isinstance(meta["loop_stats"]["grasp_sinks"], int)
             assert meta["server"]["samples_per_chunk"] == 3  # the loopback server was started with --samples 3
             assert meta["server"]["action_noise_scale"] == 0.5  # ... and --noise-scale 0.5
             chunks = [json.loads(line) for line in (trial / "chunks.jsonl").read_text().splitlines()]
@@ -135,6 +135,15 @@ def test_release_lift_m_takes_metres_or_off():
     for text in ("0", "0.5", "high"):
         with pytest.raises(SystemExit, match=f"--release-lift-m must be metres in \\(0, 0.3\\] or 'off', got '{text}'"):
             _release_lift_m(text)
+
+
+def test_release_lift_max_takes_a_count_or_off():
+    from robot_client.cli import _release_lift_max
+
+    assert _release_lift_max("off") is None and _release_lift_max("1") == 1
+    for text in ("0", "1.5", "once"):
+        with pytest.raises(SystemExit, match=f"--release-lift-max must be a count >= 1 or 'off', got '{text}'"):
+            _release_lift_max(text)
 
 
 def test_grasp_sink_m_takes_metres_or_off():

@@ -52,6 +52,21 @@ def test_no_lift_after_a_flick_of_the_fingers_a_grasp_of_nothing_past_the_deadli
     assert not lift.lifting and lift.lifts == 2
 
 
+def test_a_lift_limited_to_one_rises_off_the_bar_and_not_off_the_cup():
+    lift = ReleaseLift(clearance_m=0.08, max_s=3.0, max_lifts=1)
+    for start in (0.0, 10.0):  # the bar's pull, then the cup's carry: each let go of after moving 9 cm
+        lift.filter(SHUT, GRASP, 0.03, start)
+        lift.filter(SHUT, PULLED, 0.016, start + 0.5)
+        lift.filter(AWAY, PULLED, 0.016, start + 0.6)
+        lift.filter(AWAY, PULLED + [0, 0, 0.1], 0.07, start + 1.0)  # up and clear
+    assert lift.lifts == 1
+    np.testing.assert_array_equal(lift.filter(AWAY, PULLED, 0.07, 11.1), AWAY)  # after the cup: straight off
+    with pytest.raises(ValueError, match="max_lifts >= 1"):
+        ReleaseLift(0.08, 3.0, max_lifts=0)
+    with pytest.raises(ValueError, match="release_lift_max >= 1"):
+        LoopConfig(release_lift_m=0.08, release_lift_max=0)
+
+
 @pytest.mark.parametrize("clearance", [0.0, -0.1])
 def test_a_lift_that_cannot_clear_is_refused(clearance):
     with pytest.raises(ValueError, match="clearance_m > 0"):
