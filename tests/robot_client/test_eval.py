@@ -128,37 +128,18 @@ def test_rollouts_keep_only_their_videos_unless_asked():
     assert parser.parse_args(["run", "--raw-frames"]).raw_frames is True
 
 
-def test_release_lift_m_takes_metres_or_off():
-    from robot_client.cli import _release_lift_m
+@pytest.mark.parametrize("parse, flag, expected, good, bad", [
+    ("_release_lift_m", "--release-lift-m", "metres in \\(0, 0.3\\]", ("0.08", 0.08), ("0", "0.5", "high")),
+    ("_release_lift_max", "--release-lift-max", "a count >= 1", ("1", 1), ("0", "1.5", "once")),
+    ("_grasp_sink_m", "--grasp-sink-m", "metres in \\(0, 0.02\\]", ("0.005", 0.005), ("0", "0.05", "deep")),
+    ("_stall_return_s", "--stall-return-s", "seconds > 0", ("8", 8.0), ("0", "-1", "soon")),
+])
+def test_optional_settings_take_a_value_or_off(parse, flag, expected, good, bad):
+    """'off' (any case) disables a setting, the shipped stall return included; out-of-range values are refused."""
+    import robot_client.cli as cli
 
-    assert _release_lift_m("off") is None and _release_lift_m("0.08") == 0.08
-    for text in ("0", "0.5", "high"):
-        with pytest.raises(SystemExit, match=f"--release-lift-m must be metres in \\(0, 0.3\\] or 'off', got '{text}'"):
-            _release_lift_m(text)
-
-
-def test_release_lift_max_takes_a_count_or_off():
-    from robot_client.cli import _release_lift_max
-
-    assert _release_lift_max("off") is None and _release_lift_max("1") == 1
-    for text in ("0", "1.5", "once"):
-        with pytest.raises(SystemExit, match=f"--release-lift-max must be a count >= 1 or 'off', got '{text}'"):
-            _release_lift_max(text)
-
-
-def test_grasp_sink_m_takes_metres_or_off():
-    from robot_client.cli import _grasp_sink_m
-
-    assert _grasp_sink_m("OFF") is None and _grasp_sink_m("0.005") == 0.005
-    for text in ("0", "0.05", "deep"):
-        with pytest.raises(SystemExit, match=f"--grasp-sink-m must be metres in \\(0, 0.02\\] or 'off', got '{text}'"):
-            _grasp_sink_m(text)
-
-
-def test_stall_return_s_off_disables_the_shipped_one():
-    from robot_client.cli import _stall_return_s
-
-    assert _stall_return_s("off") is None and _stall_return_s("8") == 8.0
-    for text in ("0", "-1", "soon"):
-        with pytest.raises(SystemExit, match=f"--stall-return-s must be seconds > 0 or 'off', got '{text}'"):
-            _stall_return_s(text)
+    parse = getattr(cli, parse)
+    assert parse("off") is None and parse("OFF") is None and parse(good[0]) == good[1]
+    for text in bad:
+        with pytest.raises(SystemExit, match=f"{flag} must be {expected} or 'off', got '{text}'"):
+            parse(text)
