@@ -66,7 +66,8 @@ def _common_policy_args(p: argparse.ArgumentParser) -> None:
                         "fingers (control.release_lift_m; default from config); 'off' never does")
     p.add_argument("--release-lift-max", default=None, metavar="N",
                    help="lift after the first N such releases of an episode only (control.release_lift_max; 1: off "
-                        "the lid's bar, not off the cup let go of in the pot; default from config); 'off' lifts after every one")
+                        "the lid's bar, not off the cup let go of in the pot; default from config); 'off' lifts after "
+                        "every one")
     p.add_argument("--grasp-sink-m", default=None, metavar="M",
                    help="the episode's first grasp goes M metres deeper than the policy puts it: the hand is moved "
                         "down during the first 3 ticks of each close given to open fingers, until they have first held "

@@ -248,8 +248,10 @@ class ControlLoop:
                                     cfg.stall_return_max, cfg.stall_return_near_first_grasp_m,
                                     restart_detectors=(stall,) if stall is not None else ())
                         if cfg.stall_return_s is not None and self.takeover is None else None)
-        release_lift = ReleaseLift(cfg.release_lift_m, cfg.release_lift_s, cfg.release_lift_max) if cfg.release_lift_m is not None else None
-        grasp_sink = GraspSink(cfg.grasp_sink_m) if cfg.grasp_sink_m is not None else None
+        release_lift = (ReleaseLift(cfg.release_lift_m, cfg.release_lift_s, cfg.release_lift_max)
+                        if cfg.release_lift_m is not None else None)
+        grasp_sink = (GraspSink(cfg.grasp_sink_m, self.action_path.safety.config.max_translation_per_step)
+                      if cfg.grasp_sink_m is not None else None)
         last_request_id, stale_below = 0, 0  # chunks asked before a return to the start are dropped
         self.history.reset()
         self.watchdog.start()

@@ -12,23 +12,24 @@ from __future__ import annotations
 
 import numpy as np
 
-CLOSING = 0.5  # a DROID gripper action at or above this closes the fingers
+from robot_client.release_lift import CLOSING
+
 OPEN_WIDTH_M = 0.03  # fingers wider than this when told to shut were not holding anything yet
 EMPTY_WIDTH_M = 0.005  # fingers shut narrower than this hold nothing
 STILL_M = 0.0005  # width change per tick below which the fingers have stopped
 HELD_TICKS = 10  # shut, still and not empty this long: the first grasp holds
 SINK_TICKS = 3  # the sink is spread over the close's first ticks, before the fingers reach the object
-STEP_M = 0.075  # metres a DROID velocity of 1 moves per tick (15 Hz)
 
 
 class GraspSink:
     """Filters the policy's actions: z velocity at most -depth_m / SINK_TICKS per tick for the first
     SINK_TICKS ticks of each close given to open fingers, until the fingers have first held something."""
 
-    def __init__(self, depth_m: float):
+    def __init__(self, depth_m: float, step_m: float):
+        """`step_m`: metres a DROID velocity of 1 moves per tick (the safety layer's max_translation_per_step)."""
         if depth_m <= 0:
             raise ValueError(f"grasp sink needs depth_m > 0, got {depth_m} m")
-        self.down = -depth_m / SINK_TICKS / STEP_M
+        self.down = -depth_m / SINK_TICKS / step_m
         self.left = 0  # ticks of the current sink still to run
         self.was_closing = False
         self.last_width: float | None = None

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from robot_client.control_loop import LoopConfig
-from robot_client.grasp_sink import HELD_TICKS, SINK_TICKS, STEP_M, GraspSink
+from robot_client.grasp_sink import HELD_TICKS, SINK_TICKS, GraspSink
+from robot_client.safety import SafetyConfig
 from robot_client.sim.env import SimEnv
 from robot_client.tasks.rice_cooker import cup_position
 
@@ -12,10 +13,11 @@ from test_control_loop import make_loop
 from test_release_lift import PickThenLeavePolicy
 
 SHUT, STILL = np.r_[np.zeros(6), 1.0], np.zeros(7)
+STEP_M = SafetyConfig().max_translation_per_step  # DROID's full-scale step at 15 Hz
 
 
 def test_a_close_given_to_open_fingers_sinks_the_hand_for_its_first_ticks():
-    sink = GraspSink(0.006)
+    sink = GraspSink(0.006, STEP_M)
     np.testing.assert_array_equal(sink.filter(STILL, 0.08), STILL)  # open and not closing: untouched
     down = -0.006 / SINK_TICKS / STEP_M
     widths = [0.08, 0.073, 0.066, 0.059, 0.052]
@@ -24,12 +26,12 @@ def test_a_close_given_to_open_fingers_sinks_the_hand_for_its_first_ticks():
     assert all(np.array_equal(a[[0, 1, 3, 4, 5, 6]], SHUT[[0, 1, 3, 4, 5, 6]]) for a in sunk)  # only z changes
     assert sink.sinks == 1
     fast = np.r_[0, 0, -0.5, 0, 0, 0, 1.0]  # a faster descent of the policy's own is kept
-    sink = GraspSink(0.006)
+    sink = GraspSink(0.006, STEP_M)
     assert sink.filter(fast, 0.08)[2] == -0.5
 
 
 def test_a_flick_of_the_fingers_stops_the_sink_and_a_hand_holding_something_no_longer_sinks():
-    sink = GraspSink(0.006)
+    sink = GraspSink(0.006, STEP_M)
     assert sink.filter(SHUT, 0.08)[2] < 0
     assert sink.filter(STILL, 0.075)[2] == 0  # opened again after a tick: the rest of the sink is dropped
     assert sink.filter(SHUT, 0.02)[2] == 0  # told to shut with the fingers nearly shut: nothing to sink onto
@@ -44,7 +46,7 @@ def test_a_flick_of_the_fingers_stops_the_sink_and_a_hand_holding_something_no_l
 
 
 def test_fingers_shut_on_nothing_do_not_end_the_first_grasp():
-    sink = GraspSink(0.006)
+    sink = GraspSink(0.006, STEP_M)
     sink.filter(SHUT, 0.08)
     for _ in range(2 * HELD_TICKS):
         sink.filter(SHUT, 0.0)  # missed: closed on air
@@ -55,7 +57,7 @@ def test_fingers_shut_on_nothing_do_not_end_the_first_grasp():
 @pytest.mark.parametrize("depth", [0.0, -0.005])
 def test_a_sink_that_is_not_down_is_refused(depth):
     with pytest.raises(ValueError, match="depth_m > 0"):
-        GraspSink(depth)
+        GraspSink(depth, STEP_M)
     with pytest.raises(ValueError, match="grasp_sink_m must be > 0"):
         LoopConfig(grasp_sink_m=depth)
 
