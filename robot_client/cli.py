@@ -63,16 +63,16 @@ def _common_policy_args(p: argparse.ArgumentParser) -> None:
                    help="after the fingers let go of something the hand pulled or carried (5 cm or more), hold the "
                         "policy's sideways motion and turns until the hand has risen M metres (at most "
                         "control.release_lift_s, 3 s): a hand that leaves at once drags what is still between its open "
-                        "fingers (control.release_lift_m; default from config); 'off' never does")
+                        "fingers (control.release_lift_m; default from config: 0.08); 'off' never does")
     p.add_argument("--release-lift-max", default=None, metavar="N",
                    help="lift after the first N such releases of an episode only (control.release_lift_max; 1: off "
-                        "the lid's bar, not off the cup let go of in the pot; default from config); 'off' lifts after "
+                        "the lid's bar, not off the cup let go of in the pot; default from config: 1); 'off' lifts after "
                         "every one")
     p.add_argument("--grasp-sink-m", default=None, metavar="M",
                    help="the episode's first grasp goes M metres deeper than the policy puts it: the hand is moved "
                         "down during the first 3 ticks of each close given to open fingers, until they have first held "
                         "something; a bar held by its upper edge slips out of the pull (control.grasp_sink_m; default "
-                        "from config); 'off' never does")
+                        "from config: 0.005); 'off' never does")
     p.add_argument("--coherent", action="store_true",
                    help="send each request the current chunk's plan; a server sampling several chunks (--samples N) "
                         "returns the one nearest it instead of the medoid (control.coherent; bidirectional "
