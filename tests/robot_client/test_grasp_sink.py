@@ -6,6 +6,7 @@ import pytest
 from robot_client.control_loop import LoopConfig
 from robot_client.grasp_sink import HELD_TICKS, SINK_TICKS, GraspSink
 from robot_client.safety import SafetyConfig
+from robot_client.settings import DEFAULT_PATH, load_settings
 from robot_client.sim.env import SimEnv
 from robot_client.tasks.rice_cooker import cup_position
 
@@ -52,6 +53,10 @@ def test_fingers_shut_on_nothing_do_not_end_the_first_grasp():
         sink.filter(SHUT, 0.0)  # missed: closed on air
     sink.filter(STILL, 0.08)
     assert not sink.done and sink.filter(SHUT, 0.08)[2] < 0  # the second try sinks too
+
+
+def test_the_shipped_settings_send_the_first_grasp_5_mm_deeper():
+    assert load_settings(DEFAULT_PATH).control.grasp_sink_m == 0.005  # docs/results.md, sessions 58-59
 
 
 @pytest.mark.parametrize("depth", [0.0, -0.005])

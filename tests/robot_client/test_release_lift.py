@@ -5,6 +5,7 @@ import pytest
 
 from robot_client.control_loop import LoopConfig
 from robot_client.release_lift import RISE, ReleaseLift
+from robot_client.settings import DEFAULT_PATH, load_settings
 from robot_client.sim import panda_mjcf as panda
 from robot_client.sim.env import SimEnv
 from robot_client.tasks.rice_cooker import cup_position
@@ -50,6 +51,11 @@ def test_no_lift_after_a_flick_of_the_fingers_a_grasp_of_nothing_past_the_deadli
     regrasp = np.r_[0.2, 0.0, 0.0, 0, 0, 0, 1.0]
     np.testing.assert_array_equal(lift.filter(regrasp, PULLED, 0.05, 1.9), regrasp)  # closing again: the policy's
     assert not lift.lifting and lift.lifts == 2
+
+
+def test_the_shipped_settings_lift_8_cm_once_off_the_lids_bar():
+    control = load_settings(DEFAULT_PATH).control  # docs/results.md, sessions 57-59
+    assert control.release_lift_m == 0.08 and control.release_lift_max == 1
 
 
 def test_a_lift_limited_to_one_rises_off_the_bar_and_not_off_the_cup():
